@@ -1,0 +1,129 @@
+"""Authentication: an API key, or an Entra ID token from a credential, turned into an Authorization header."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
+
+import anyio
+import anyio.to_thread
+
+from azml_client._exceptions import AuthenticationError, ConfigurationError
+
+__all__ = [
+    "DEFAULT_TOKEN_SCOPE",
+    "TOKEN_REFRESH_MARGIN",
+    "CredentialLike",
+    "TokenProvider",
+    "check_header_value",
+]
+
+#: The Entra ID scope of Azure ML online endpoints.
+DEFAULT_TOKEN_SCOPE = "https://ml.azure.com/.default"
+#: A cached token is refreshed this many seconds before it expires.
+TOKEN_REFRESH_MARGIN = 300.0
+
+
+@runtime_checkable
+class _HasGetToken(Protocol):
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
+
+
+#: A credential: an azure-core (Async)TokenCredential, or a callable returning a token str (sync or async).
+CredentialLike = _HasGetToken | Callable[[], str | Awaitable[str]]
+
+
+def check_header_value(name: str, value: str, *, secret: bool = False) -> str:
+    """Return ``value`` when it is a valid header value, else raise ConfigurationError.
+
+    CR, LF and other control characters (tab excepted) are refused: they would split the header.
+    A secret value is never shown in the message.
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"header {name!r} must be a str, got {type(value).__name__}")
+    for char in value:
+        if (char < " " and char != "\t") or char == "\x7f":
+            shown = "" if secret else f" {value!r}"
+            raise ConfigurationError(f"header {name!r} has a control character (CR, LF or similar) in its value{shown}")
+    return value
+
+
+class TokenProvider:
+    """Gets bearer tokens from a credential and caches them until shortly before they expire.
+
+    azure-core credentials (sync ``TokenCredential``, called in a worker thread, or ``AsyncTokenCredential``)
+    return an ``AccessToken(token, expires_on)``: the token is reused until ``TOKEN_REFRESH_MARGIN``
+    seconds before ``expires_on``. A plain callable (sync or async) is asked on every request, so it should
+    cache on its own (``azure.identity.get_bearer_token_provider`` does).
+    """
+
+    __slots__ = ("_credential", "_expires_on", "_scope", "_token")
+
+    def __init__(self, credential: CredentialLike, scope: str = DEFAULT_TOKEN_SCOPE) -> None:
+        if not isinstance(credential, _HasGetToken) and not callable(credential):
+            raise ConfigurationError(
+                "credential must be an azure-core TokenCredential / AsyncTokenCredential or a callable "
+                f"returning a token str, got {type(credential).__name__}"
+            )
+        self._credential = credential
+        self._scope = scope
+        self._token: str | None = None
+        self._expires_on = 0.0
+
+    def __repr__(self) -> str:
+        return f"TokenProvider(credential={type(self._credential).__name__}, scope={self._scope!r})"
+
+    def cached(self) -> str | None:
+        """Return the cached token while it is fresh, else ``None``."""
+        if self._token is not None and time.time() < self._expires_on - TOKEN_REFRESH_MARGIN:
+            return self._token
+        return None
+
+    def invalidate(self) -> None:
+        """Forget the cached token (after a 401)."""
+        self._token = None
+        self._expires_on = 0.0
+
+    async def fetch(self) -> str:
+        """Ask the credential for a new token and cache it when it says when it expires."""
+        credential = self._credential
+        try:
+            if isinstance(credential, _HasGetToken):
+                getter = credential.get_token
+                if inspect.iscoroutinefunction(getter):
+                    result = await getter(self._scope)
+                else:
+                    result = await anyio.to_thread.run_sync(getter, self._scope)
+                    if inspect.isawaitable(result):
+                        result = await result
+            else:
+                result = credential()
+                if inspect.isawaitable(result):
+                    result = await result
+        except Exception as exc:
+            raise AuthenticationError(
+                f"the credential failed to give a token: {type(exc).__name__}",
+                status_code=401,
+            ) from exc
+        token, expires_on = _unpack_token(result)
+        check_header_value("Authorization", token, secret=True)
+        if expires_on is not None:
+            self._token, self._expires_on = token, expires_on
+        return token
+
+
+def _unpack_token(result: Any) -> tuple[str, float | None]:
+    token: Any
+    expires_on: Any
+    if isinstance(result, str):
+        token, expires_on = result, None
+    else:
+        token = getattr(result, "token", None)
+        expires_on = getattr(result, "expires_on", None)
+    if not isinstance(token, str) or not token:
+        raise ConfigurationError(f"the credential returned {type(result).__name__}, not a token str or an AccessToken")
+    if expires_on is not None and not isinstance(expires_on, (int, float)):
+        expires_on = None
+    return token, None if expires_on is None else float(expires_on)

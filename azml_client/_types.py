@@ -1,0 +1,278 @@
+"""Value objects that cross the layers: messages, tool calls, usage, completions and chat results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from azml_client._exceptions import ConfigurationError
+
+__all__ = [
+    "ROLES",
+    "ChatChoice",
+    "ChatChunk",
+    "ChatResult",
+    "Completion",
+    "CompletionChoice",
+    "CompletionChunk",
+    "Message",
+    "MessageLike",
+    "MessagesInput",
+    "ToolCall",
+    "Usage",
+    "to_messages",
+]
+
+#: The roles a chat message may have.
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@attrs.frozen(slots=True)
+class Usage:
+    """Token counts an endpoint reported for one call; a field is ``None`` where the endpoint gave none."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Usage | None:
+        """Build from an OpenAI-style ``usage`` object; ``None`` when ``data`` is not a mapping."""
+        if not isinstance(data, Mapping):
+            return None
+
+        def _int(key: str) -> int | None:
+            value = data.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        prompt, completion, total = _int("prompt_tokens"), _int("completion_tokens"), _int("total_tokens")
+        if total is None and prompt is not None and completion is not None:
+            total = prompt + completion
+        return cls(prompt, completion, total)
+
+
+@attrs.frozen(slots=True)
+class ToolCall:
+    """A function call the model asked for: ``arguments`` is the JSON text the model produced."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+    type: str = "function"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the OpenAI wire form of this tool call."""
+        return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
+
+
+def _tool_call_tuple(calls: Iterable[ToolCall]) -> tuple[ToolCall, ...]:
+    return tuple(calls)
+
+
+@attrs.frozen(slots=True)
+class Message:
+    """One chat message.
+
+    ``content`` is a str, or a list of content parts (multimodal) passed through to serverless endpoints,
+    or ``None`` for an assistant message that only carries ``tool_calls``. A ``tool`` message names the call it
+    answers with ``tool_call_id``.
+    """
+
+    role: str
+    content: str | list[Any] | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tool_call_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ConfigurationError(f"unknown message role {self.role!r}; allowed roles: {', '.join(ROLES)}")
+        if self.content is not None and not isinstance(self.content, (str, list)):
+            raise ConfigurationError(
+                f"message content must be a str, a list of content parts or None, not {type(self.content).__name__}"
+            )
+        if self.role == "tool" and not self.tool_call_id:
+            raise ConfigurationError("a 'tool' message needs the tool_call_id of the call it answers")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the OpenAI wire form of this message (only the fields that are set)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.tool_calls:
+            out["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        """Build from an OpenAI-style message dict; raise ConfigurationError when it has no role."""
+        if "role" not in data:
+            raise ConfigurationError(f"a message dict needs a 'role' key; got keys {sorted(data)}")
+        calls = []
+        for raw in data.get("tool_calls") or ():
+            fn = raw.get("function") or {} if isinstance(raw, Mapping) else {}
+            if not isinstance(raw, Mapping) or not isinstance(fn, Mapping):
+                raise ConfigurationError(f"a tool call must be an object, got {raw!r}")
+            args = fn.get("arguments", "{}")
+            if not isinstance(args, str):
+                import orjson
+
+                args = orjson.dumps(args).decode()
+            calls.append(
+                ToolCall(
+                    id=str(raw.get("id", "")),
+                    name=str(fn.get("name", "")),
+                    arguments=args,
+                    type=str(raw.get("type", "function")),
+                )
+            )
+        return cls(
+            role=data["role"],
+            content=data.get("content"),
+            name=data.get("name"),
+            tool_call_id=data.get("tool_call_id"),
+            tool_calls=tuple(calls),
+        )
+
+
+MessageLike = Message | tuple[str, Any] | Mapping[str, Any]
+MessagesInput = str | Message | Sequence[MessageLike]
+
+
+def to_messages(messages: MessagesInput) -> list[Message]:
+    """Normalise the accepted message forms into a list of :class:`Message`.
+
+    Accepted: a str (one user message), a single Message, or a sequence of Message objects,
+    ``(role, content)`` tuples and ``{"role": ..., "content": ...}`` dicts.
+
+    Raises:
+        ConfigurationError: an empty conversation, an unknown role or an item of another type.
+    """
+    if isinstance(messages, str):
+        return [Message("user", messages)]
+    if isinstance(messages, Message):
+        return [messages]
+    if isinstance(messages, (bytes, Mapping)) or not isinstance(messages, Iterable):
+        raise ConfigurationError(
+            "messages must be a str, a Message, or a list of Message, (role, content) tuples or dicts; "
+            f"got {type(messages).__name__}"
+        )
+    out: list[Message] = []
+    for index, item in enumerate(messages):
+        if isinstance(item, Message):
+            out.append(item)
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            out.append(Message(item[0], item[1]))
+        elif isinstance(item, Mapping):
+            out.append(Message.from_dict(item))
+        else:
+            raise ConfigurationError(
+                f"message {index} must be a Message, a (role, content) tuple or a dict, got {item!r:.80}"
+            )
+    if not out:
+        raise ConfigurationError("a conversation needs at least one message")
+    return out
+
+
+@attrs.frozen(slots=True)
+class CompletionChoice:
+    """One of the ``n`` texts a completion call returned."""
+
+    text: str
+    finish_reason: str | None = None
+    index: int = 0
+    logprobs: Any = None
+
+
+@attrs.frozen(slots=True)
+class Completion:
+    """The result of a completion call: the (first) text, why it ended, token usage, and the decoded body."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    raw: Any = attrs.field(default=None, repr=False, eq=False)
+    choices: tuple[CompletionChoice, ...] = ()
+    logprobs: Any = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen(slots=True)
+class CompletionChunk:
+    """One piece of a streamed completion."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    raw: Any = attrs.field(default=None, repr=False, eq=False)
+    #: Which of the ``n`` choices this piece belongs to.
+    index: int = 0
+
+
+@attrs.frozen(slots=True)
+class ChatChoice:
+    """One of the ``n`` answers of a chat call."""
+
+    message: Message
+    finish_reason: str | None = None
+    index: int = 0
+    logprobs: Any = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen(slots=True)
+class ChatResult:
+    """The result of a chat call.
+
+    ``message`` is the first choice's assistant message; ``choices`` holds all ``n`` of them.
+    """
+
+    message: Message
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    choices: tuple[ChatChoice, ...] = ()
+    raw: Any = attrs.field(default=None, repr=False, eq=False)
+    model: str | None = None
+
+    @property
+    def content(self) -> str:
+        """The first answer's text (``""`` when the model answered only with tool calls)."""
+        content = self.message.content
+        if content is None:
+            return ""
+        if isinstance(content, str):
+            return content
+        return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls of the first answer."""
+        return self.message.tool_calls
+
+
+@attrs.frozen(slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call; fragments with the same ``index`` are joined in order."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@attrs.frozen(slots=True)
+class ChatChunk:
+    """One piece of a streamed chat answer: a text delta, plus finish_reason / usage when known."""
+
+    content: str = ""
+    role: str | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    tool_call_deltas: tuple[ToolCallDelta, ...] = ()
+    raw: Any = attrs.field(default=None, repr=False, eq=False)
+    #: Which of the ``n`` choices this piece belongs to.
+    index: int = 0

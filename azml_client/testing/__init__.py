@@ -1,0 +1,22 @@
+"""A local emulator of Azure ML online endpoints, for tests, soak runs and ``azml mock-server``.
+
+``MockEndpoint`` is a real aiohttp server on 127.0.0.1 that speaks the dedicated ``/score`` schemas of
+every built-in formatter and the serverless OpenAI-compatible completions and chat routes (with SSE
+streaming and tool calls), checks keys, records requests and injects faults::
+
+    from azml_client.testing import Fault, MockEndpoint, echo_text
+
+    async with MockEndpoint(api_key="k") as ep:
+        ep.enqueue(Fault.status(429, headers={"retry-after-ms": "20"}))
+        ...  # point a client at ep.url / ep.score_url
+        assert ep.request_count == 2
+
+It is not a language model: the text it generates is deterministic, ``echo_text(prompt)``.
+This package depends on nothing else in ``azml_client``.
+"""
+
+from azml_client.testing._faults import Fault
+from azml_client.testing._payloads import echo_text
+from azml_client.testing._server import MockEndpoint, RecordedRequest, run_mock_server
+
+__all__ = ["Fault", "MockEndpoint", "RecordedRequest", "echo_text", "run_mock_server"]

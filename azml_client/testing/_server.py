@@ -1,0 +1,623 @@
+"""The endpoint emulator: a real aiohttp server on loopback that speaks Azure ML's online endpoint protocols."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final, NoReturn
+
+import attrs
+import orjson
+from aiohttp import web
+
+from azml_client.testing._faults import (
+    CUT_STREAM,
+    DELAY,
+    DROP,
+    HANG,
+    MALFORMED,
+    RANDOM_FAULT_KINDS,
+    SLOW,
+    STATUS,
+    TRUNCATE,
+    Fault,
+    error_body,
+)
+from azml_client.testing._payloads import (
+    DEPLOYMENTS,
+    SHAPES,
+    PayloadError,
+    Plan,
+    chat_plan,
+    completion_plan,
+    dedicated_answer,
+    render_answer,
+    render_chunks,
+)
+
+DEFAULT_RECORD_LIMIT: Final = 10_000
+DEPLOYMENT_HEADER: Final = "azureml-model-deployment"
+REQUEST_ID_HEADER: Final = "x-request-id"
+SSE_LINE_ENDINGS: Final = ("\n", "\r\n", "\r")
+SCORE_PATH: Final = "/score"
+COMPLETION_PATHS: Final = frozenset({"/v1/completions", "/completions"})
+CHAT_PATHS: Final = frozenset({"/v1/chat/completions", "/chat/completions", "/models/chat/completions"})
+
+# The backstop for closing: handlers still running after this many seconds are cancelled by aiohttp.
+_SHUTDOWN_TIMEOUT: Final = 1.0
+# Slow faults write about this many pieces a second.
+_SLOW_WRITES_PER_SECOND: Final = 50
+_ENDLESS_PIECE: Final = b"endless " * 16
+_ENDLESS_PAUSE: Final = 0.005
+_TRUNCATED_BODY: Final = b'[{"0": "echo: this body was cut sho'
+_JSON: Final = "application/json"
+_ROUTES: Final = ", ".join(["POST /score", *sorted(COMPLETION_PATHS), *sorted(CHAT_PATHS)])
+
+
+class _NotJson:
+    """The parsed body of a request whose body is not JSON."""
+
+
+_NOT_JSON: Final = _NotJson()
+
+
+@attrs.frozen
+class RecordedRequest:
+    """One request the emulator received, recorded before it was answered.
+
+    Attributes:
+        method: the HTTP method.
+        path: the URL path, without the query.
+        query: the raw query string ("" when none).
+        headers: the request headers, with lower-case names.
+        body: the raw body.
+        json: the parsed body, or None when it is not JSON.
+        deployment: the ``azureml-model-deployment`` header, or None.
+        started: when the request arrived, in :func:`time.monotonic` seconds.
+        fault: the fault injected into this request's answer, or None.
+    """
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    deployment: str | None
+    started: float
+    fault: Fault | None = None
+
+
+@attrs.frozen
+class _Stream:
+    """A streaming answer: its headers and its encoded SSE events (the leading comment first)."""
+
+    headers: dict[str, str]
+    comment: bytes
+    events: list[bytes]
+
+
+def _json_response(status: int, body: bytes, headers: dict[str, str]) -> web.Response:
+    return web.Response(status=status, body=body, headers=headers, content_type=_JSON)
+
+
+def _error(status: int, message: str, headers: dict[str, str]) -> web.Response:
+    return _json_response(status, error_body(status, message), headers)
+
+
+def _drop(request: web.BaseRequest) -> web.StreamResponse:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    # aiohttp cannot write this to the aborted transport and just ends the connection.
+    return web.Response(status=500)
+
+
+async def _forever() -> NoReturn:
+    # Never answers: the task is cancelled when the client disconnects or the emulator closes.
+    await asyncio.get_running_loop().create_future()
+    raise AssertionError("unreachable")
+
+
+def _close(request: web.BaseRequest) -> None:
+    # close(), not abort(): the bytes already written must reach the client before the connection ends.
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+class MockEndpoint:
+    """A local emulator of Azure ML online endpoints: a real aiohttp server on 127.0.0.1.
+
+    Routes (any other path answers 404 JSON, any method but POST 405):
+
+    - ``POST /score``: a dedicated deployment. The ``azureml-model-deployment`` header picks the request
+      schema: ``gpt2`` (alias ``oss``), ``hf``, ``dolly``, ``openai`` (alias ``llama``), ``openai-chat``
+      (alias ``llama-chat``), ``mistral-chat``; without the header, ``default_deployment``. An unknown name
+      answers 404. A body that does not fit the schema answers ``schema_error_status``.
+    - ``POST /v1/completions``, ``/completions``: serverless completions (OpenAI-compatible).
+    - ``POST /v1/chat/completions``, ``/chat/completions``, ``/models/chat/completions``: serverless chat,
+      with ``tools`` and ``stream`` (SSE).
+
+    The emulator is not a language model: the generated text is deterministic, ``echo_text(prompt)``
+    (``"echo: " + prompt``), shortened by ``stop`` and ``max_tokens`` / ``max_new_tokens``.
+
+    Faults: :meth:`enqueue` queues faults that the next requests take in order (any path); when the queue
+    is empty and ``fault_rate`` > 0, each request gets a random fault from ``fault_kinds`` with that
+    probability, drawn from a ``random.Random(seed)``, so the same seed and the same request order give the
+    same faults. Faults come before the key check.
+
+    Args:
+        api_key: when set, every request needs ``Authorization: Bearer <key>`` with a key in
+            :attr:`accepted_keys`, else 401 JSON. Without ``api_key``, keys are checked only once
+            :attr:`accepted_keys` holds some.
+        host: the interface to listen on.
+        port: the port; 0 picks a free one (see :attr:`url`).
+        latency: seconds slept before each answer.
+        default_deployment: the deployment of ``/score`` requests without the deployment header.
+        fault_rate: probability of a random fault per request, 0 to 1.
+        fault_kinds: the random faults to pick from: ``"429"`` (with ``retry-after-ms`` 1..20), ``"503"``,
+            ``"500"`` (or any other 4xx/5xx status as a string), ``"drop"``, ``"truncate"``, ``"malformed"``.
+        seed: the seed of the random faults.
+        sse_line_ending: ``"\\n"``, ``"\\r\\n"`` or ``"\\r"``, used for every line end of a stream.
+        record_limit: how many :class:`RecordedRequest` to keep (the newest); None keeps all.
+        schema_error_status: the status of a dedicated request whose body does not fit the schema
+            (e.g. 424, as when a real model container fails on it).
+
+    Raises:
+        ValueError: an argument is out of range or unknown.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        default_deployment: str = "gpt2",
+        fault_rate: float = 0.0,
+        fault_kinds: Sequence[str] = ("429", "503", "drop", "truncate"),
+        seed: int = 0,
+        sse_line_ending: str = "\n",
+        record_limit: int | None = DEFAULT_RECORD_LIMIT,
+        schema_error_status: int = 400,
+    ) -> None:
+        if api_key is not None and not api_key.strip():
+            raise ValueError("api_key must not be empty (use None to turn the key check off)")
+        if latency < 0:
+            raise ValueError(f"latency must be >= 0, got {latency}")
+        if default_deployment not in DEPLOYMENTS:
+            raise ValueError(f"unknown default_deployment {default_deployment!r}; known: {', '.join(DEPLOYMENTS)}")
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError(f"fault_rate must be between 0 and 1, got {fault_rate}")
+        if isinstance(fault_kinds, str):
+            raise ValueError("fault_kinds must be a sequence of names, not one string")
+        for kind in fault_kinds:
+            if kind not in RANDOM_FAULT_KINDS and not (kind.isdigit() and 400 <= int(kind) <= 599):
+                raise ValueError(
+                    f"unknown fault kind {kind!r}; expected a 4xx/5xx status or one of {RANDOM_FAULT_KINDS}"
+                )
+        if fault_rate > 0 and not fault_kinds:
+            raise ValueError("fault_rate > 0 needs at least one fault kind")
+        if sse_line_ending not in SSE_LINE_ENDINGS:
+            raise ValueError(f"sse_line_ending must be one of {SSE_LINE_ENDINGS!r}, got {sse_line_ending!r}")
+        if record_limit is not None and record_limit < 0:
+            raise ValueError(f"record_limit must be >= 0 or None, got {record_limit}")
+        if not 400 <= schema_error_status <= 599:
+            raise ValueError(f"schema_error_status must be a 4xx or 5xx status, got {schema_error_status}")
+
+        self.accepted_keys: set[str] = set() if api_key is None else {api_key}
+        """The keys (or tokens) accepted in ``Authorization: Bearer``; tests may change it at run time."""
+        self._check_keys = api_key is not None
+        self._host = host
+        self._port = port
+        self._latency = latency
+        self._default_deployment = default_deployment
+        self._fault_rate = fault_rate
+        self._fault_kinds = tuple(fault_kinds)
+        self._seed = seed
+        self._rng = random.Random(seed)
+        self._line_end = sse_line_ending.encode()
+        self._schema_error_status = schema_error_status
+        self._records: deque[RecordedRequest] = deque(maxlen=record_limit)
+        self._queue: deque[Fault] = deque()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: web.ServerRunner | None = None
+        self._bound_port: int | None = None
+        self._closing = False
+        self._request_count = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._fault_count = 0
+        self._call_ids: Iterator[int] = itertools.count(1)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening; :attr:`url` is known afterwards.
+
+        Raises:
+            RuntimeError: the emulator was already started.
+            OSError: the port cannot be bound.
+        """
+        if self._runner is not None or self._closing:
+            raise RuntimeError("this MockEndpoint was already started")
+        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._bound_port = int(runner.addresses[0][1])
+
+    async def aclose(self) -> None:
+        """Stop the server: requests still in progress (hung ones included) end at once. Idempotent."""
+        runner = self._runner
+        if runner is None:
+            return
+        self._runner = None
+        self._closing = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_SHUTDOWN_TIMEOUT)
+        await runner.cleanup()
+
+    async def __aenter__(self) -> MockEndpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- what tests read ------------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the free port picked when ``port=0``).
+
+        Raises:
+            RuntimeError: the emulator is not started.
+        """
+        if self._bound_port is None:
+            raise RuntimeError("the MockEndpoint is not started: use `async with` or `await ep.start()`")
+        return self._bound_port
+
+    @property
+    def url(self) -> str:
+        """The base URL, ``http://127.0.0.1:PORT``, without a trailing slash."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def score_url(self) -> str:
+        """The dedicated scoring URL, :attr:`url` + ``/score``."""
+        return self.url + SCORE_PATH
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of the recorded requests, oldest first (at most ``record_limit``)."""
+        return list(self._records)
+
+    @property
+    def request_count(self) -> int:
+        """How many requests arrived, faulted ones included (not bounded by ``record_limit``)."""
+        return self._request_count
+
+    @property
+    def in_flight(self) -> int:
+        """How many requests are being handled now."""
+        return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The highest number of requests handled at once."""
+        return self._max_in_flight
+
+    @property
+    def fault_count(self) -> int:
+        """How many faults were served (queued and random)."""
+        return self._fault_count
+
+    def enqueue(self, *faults: Fault) -> None:
+        """Queue faults: each next request, on any path, takes the oldest one (before any random fault).
+
+        Raises:
+            TypeError: an argument is not a :class:`Fault`.
+        """
+        for fault in faults:
+            if not isinstance(fault, Fault):
+                raise TypeError(f"expected Fault, got {type(fault).__name__}")
+        self._queue.extend(faults)
+
+    def reset(self) -> None:
+        """Clear the counters, the records and the fault queue, and restart the random faults from the seed.
+
+        Requests in progress still count in :attr:`in_flight`, which :attr:`max_in_flight` restarts from.
+        """
+        self._records.clear()
+        self._queue.clear()
+        self._request_count = 0
+        self._fault_count = 0
+        self._max_in_flight = self._in_flight
+        self._rng.seed(self._seed)
+        self._call_ids = itertools.count(1)
+
+    # --- serving --------------------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        self._request_count += 1
+        self._in_flight += 1
+        if self._in_flight > self._max_in_flight:
+            self._max_in_flight = self._in_flight
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            return await self._serve(request, self._request_count)
+        finally:
+            self._in_flight -= 1
+            if task is not None:
+                self._tasks.discard(task)
+
+    def _take_fault(self) -> Fault | None:
+        if self._queue:
+            fault: Fault | None = self._queue.popleft()
+        elif self._fault_rate and self._rng.random() < self._fault_rate:
+            fault = self._random_fault(self._rng.choice(self._fault_kinds))
+        else:
+            return None
+        self._fault_count += 1
+        return fault
+
+    def _random_fault(self, kind: str) -> Fault:
+        if kind == "429":
+            return Fault.status(429, headers={"retry-after-ms": str(self._rng.randint(1, 20))})
+        if kind == "drop":
+            return Fault.drop()
+        if kind == "truncate":
+            return Fault.truncate()
+        if kind == "malformed":
+            return Fault.malformed()
+        return Fault.status(int(kind))
+
+    async def _serve(self, request: web.BaseRequest, seq: int) -> web.StreamResponse:
+        started = time.monotonic()
+        fault = self._take_fault()  # in arrival order, before the body is read
+        body = await request.read()
+        headers = request.headers
+        request_id = headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        try:
+            parsed: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = _NOT_JSON
+        if self._records.maxlen != 0:
+            self._records.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=request.path,
+                    query=request.query_string,
+                    headers={name.lower(): value for name, value in headers.items()},
+                    body=body,
+                    json=None if parsed is _NOT_JSON else parsed,
+                    deployment=headers.get(DEPLOYMENT_HEADER),
+                    started=started,
+                    fault=fault,
+                )
+            )
+        if self._closing:
+            return _drop(request)
+        if self._latency:
+            await asyncio.sleep(self._latency)
+        if fault is not None:
+            if fault.kind == DELAY:
+                await asyncio.sleep(fault.seconds)
+            elif fault.kind not in (SLOW, CUT_STREAM):
+                return await self._serve_fault(request, fault, request_id)
+        answer = self._answer(request, parsed, request_id, seq)
+        if fault is not None and fault.kind == SLOW:
+            return await self._write_slowly(request, answer, fault.bytes_per_second)
+        if fault is not None and fault.kind == CUT_STREAM:
+            if isinstance(answer, _Stream):
+                return await self._write_stream(request, answer, fault.after_events)
+            return _drop(request)
+        if isinstance(answer, _Stream):
+            return await self._write_stream(request, answer)
+        return answer
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        if not self._check_keys and not self.accepted_keys:
+            return True
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and token.strip() in self.accepted_keys
+
+    def _answer(self, request: web.BaseRequest, parsed: Any, request_id: str, seq: int) -> web.Response | _Stream:
+        headers = {REQUEST_ID_HEADER: request_id}
+        if not self._authorized(request.headers):
+            headers["www-authenticate"] = "Bearer"
+            missing = "authorization" not in request.headers
+            message = (
+                "Missing the Authorization header: send 'Authorization: Bearer <key>'"
+                if missing
+                else "Invalid key or token in the Authorization header"
+            )
+            return _json_response(401, orjson.dumps({"error": {"code": "Unauthorized", "message": message}}), headers)
+        path = request.path
+        if path == SCORE_PATH:
+            chat = None
+        elif path in COMPLETION_PATHS:
+            chat = False
+        elif path in CHAT_PATHS:
+            chat = True
+        else:
+            return _error(404, f"No route for {request.method} {path[:100]}; routes: {_ROUTES}", headers)
+        if request.method != "POST":
+            headers["allow"] = "POST"
+            return _error(405, f"{path} only accepts POST, got {request.method}", headers)
+        if chat is None:
+            return self._answer_dedicated(request, parsed, headers)
+        if parsed is _NOT_JSON:
+            return _bad_request("the request body is not valid JSON", headers)
+        try:
+            plan = chat_plan(parsed, self._call_ids) if chat else completion_plan(parsed)
+        except PayloadError as exc:
+            return _bad_request(str(exc), headers)
+        response_id = f"{'chatcmpl' if chat else 'cmpl'}-emu{seq:08d}"
+        created = int(time.time())
+        if plan.stream:
+            return self._stream(plan, response_id, created, headers)
+        return _json_response(200, orjson.dumps(render_answer(plan, response_id, created)), headers)
+
+    def _answer_dedicated(self, request: web.BaseRequest, parsed: Any, headers: dict[str, str]) -> web.Response:
+        name = request.headers.get(DEPLOYMENT_HEADER) or self._default_deployment
+        schema = DEPLOYMENTS.get(name)
+        if schema is None:
+            message = f"No deployment named {name[:100]!r} on this endpoint; deployments: {', '.join(DEPLOYMENTS)}"
+            return _json_response(
+                404, orjson.dumps({"error": {"code": "DeploymentNotFound", "message": message}}), headers
+            )
+        headers[DEPLOYMENT_HEADER] = name
+        try:
+            if parsed is _NOT_JSON:
+                raise PayloadError("the request body is not valid JSON")
+            answer = dedicated_answer(schema, parsed)
+        except PayloadError as exc:
+            message = (
+                f"Deployment {name!r} ({schema} schema) cannot read the request: {exc}. "
+                f"Expected {SHAPES[schema]}; 'parameters' is optional."
+            )
+            return _error(self._schema_error_status, message, headers)
+        return _json_response(200, orjson.dumps(answer), headers)
+
+    def _stream(self, plan: Plan, response_id: str, created: int, headers: dict[str, str]) -> _Stream:
+        end = self._line_end
+        blank = end + end
+        events = [b"data: " + orjson.dumps(chunk) + blank for chunk in render_chunks(plan, response_id, created)]
+        events.append(b"data: [DONE]" + blank)
+        headers["Content-Type"] = "text/event-stream"
+        headers["Cache-Control"] = "no-cache"
+        return _Stream(headers, b": emulator" + end, events)
+
+    # --- writing --------------------------------------------------------------------------------------------
+
+    async def _write_stream(
+        self, request: web.BaseRequest, stream: _Stream, after_events: int | None = None
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers=stream.headers)
+        await response.prepare(request)
+        await response.write(stream.comment)
+        for sent, event in enumerate(stream.events):
+            if sent == after_events:
+                break
+            await response.write(event)
+        if after_events is not None:
+            # The body never ends properly: the client sees the connection break mid-stream.
+            _close(request)
+            return response
+        await response.write_eof()
+        return response
+
+    async def _write_slowly(
+        self, request: web.BaseRequest, answer: web.Response | _Stream, rate: float
+    ) -> web.StreamResponse:
+        step = max(1, int(rate / _SLOW_WRITES_PER_SECOND))
+        if isinstance(answer, _Stream):
+            response = web.StreamResponse(status=200, headers=answer.headers)
+            pieces = [answer.comment, *answer.events]
+        else:
+            body = answer.body
+            assert isinstance(body, bytes)
+            headers = {name: value for name, value in answer.headers.items() if name.lower() != "content-length"}
+            response = web.StreamResponse(status=answer.status, headers=headers)
+            response.content_length = len(body)
+            pieces = [body]
+        await response.prepare(request)
+        for data in pieces:
+            for at in range(0, len(data), step):
+                piece = data[at : at + step]
+                await response.write(piece)
+                await asyncio.sleep(len(piece) / rate)
+        await response.write_eof()
+        return response
+
+    async def _serve_fault(self, request: web.BaseRequest, fault: Fault, request_id: str) -> web.StreamResponse:
+        kind = fault.kind
+        if kind == DROP:
+            return _drop(request)
+        headers = {REQUEST_ID_HEADER: request_id}
+        if kind == STATUS:
+            headers.update(fault.headers)
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["Content-Type"] = fault.content_type
+            return web.Response(status=fault.status_code, body=fault.body, headers=headers)
+        if kind == MALFORMED:
+            headers["Content-Type"] = fault.content_type
+            return web.Response(status=200, body=fault.body, headers=headers)
+        if kind == HANG:
+            await _forever()
+        headers["Content-Type"] = _JSON
+        response = web.StreamResponse(status=200, headers=headers)
+        if kind == TRUNCATE:
+            response.content_length = len(_TRUNCATED_BODY) + 1024
+            await response.prepare(request)
+            await response.write(_TRUNCATED_BODY)
+            _close(request)
+            return response
+        # ENDLESS: written until the client goes away (its write fails, or aiohttp cancels us) or we close.
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            await response.write(b'[{"0": "')
+            while True:
+                await response.write(_ENDLESS_PIECE)
+                await asyncio.sleep(_ENDLESS_PAUSE)
+        return response
+
+
+def _bad_request(message: str, headers: dict[str, str]) -> web.Response:
+    return _json_response(400, orjson.dumps({"error": {"code": "BadRequest", "message": message}}), headers)
+
+
+def run_mock_server(host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
+    """Run a :class:`MockEndpoint` until Ctrl-C (blocking); ``options`` are its keyword arguments.
+
+    Prints the URL, the routes and whether keys are checked (never a key). ``azml mock-server`` calls this.
+
+    Raises:
+        ValueError: an option is out of range (before anything listens).
+        OSError: the port cannot be bound.
+    """
+    endpoint = MockEndpoint(host=host, port=port, **options)
+
+    async def serve() -> None:
+        async with endpoint:
+            url = endpoint.url
+            keys = "on (send 'Authorization: Bearer <key>')" if options.get("api_key") is not None else "off"
+            deployment = options.get("default_deployment", "gpt2")
+            print(f"azml mock-server listening on {url}", flush=True)
+            print(f"  dedicated:  POST {url}/score (azureml-model-deployment: {', '.join(DEPLOYMENTS)};", flush=True)
+            print(f"              default {deployment})", flush=True)
+            print(f"  serverless: POST {url}/v1/completions, POST {url}/v1/chat/completions", flush=True)
+            print(f"  key check: {keys}. Press Ctrl-C to stop.", flush=True)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())

@@ -1,0 +1,1 @@
+"""Tests of azml_client.testing, the endpoint emulator."""
