@@ -1,4 +1,11 @@
-"""azml-client: an async SDK for Azure Machine Learning online endpoints."""
+"""azml-client: an async SDK for Azure Machine Learning online endpoints.
+
+Layers, bottom up: the transport (:class:`EndpointClient`: session, auth, retries, timeouts, typed errors),
+formatters (pure objects that turn prompts into request bodies and answers into results, registered by
+name), and the model surface (:class:`LLM`, :class:`ChatModel`) that composes the two. The CLI
+(``azml``), the emulator (:mod:`azml_client.testing`) and the LangChain adapter
+(:mod:`azml_client.langchain`) sit on top; ``import azml_client`` never imports LangChain.
+"""
 
 from azml_client._config import ApiType, RetryPolicy, Timeout
 from azml_client._exceptions import (
@@ -19,6 +26,23 @@ from azml_client._exceptions import (
     ServerError,
     UnprocessableEntityError,
 )
+from azml_client._formatters import (
+    ChatContentFormatterBase,
+    ContentFormatterBase,
+    CustomOpenAIChatContentFormatter,
+    CustomOpenAIContentFormatter,
+    DollyContentFormatter,
+    GPT2ContentFormatter,
+    HFContentFormatter,
+    LlamaChatContentFormatter,
+    LlamaContentFormatter,
+    MistralChatContentFormatter,
+    OSSContentFormatter,
+    get_formatter,
+    list_formatters,
+    register_formatter,
+)
+from azml_client._models import LLM, ChatModel, load
 from azml_client._transport import EndpointClient, EventStream, Response, ServerSentEvent
 from azml_client._types import (
     ChatChoice,
@@ -34,6 +58,7 @@ from azml_client._types import (
 from azml_client._version import __version__
 
 __all__ = [
+    "LLM",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -43,16 +68,28 @@ __all__ = [
     "BadRequestError",
     "ChatChoice",
     "ChatChunk",
+    "ChatContentFormatterBase",
+    "ChatModel",
     "ChatResult",
     "Completion",
     "CompletionChoice",
     "CompletionChunk",
     "ConfigurationError",
+    "ContentFormatterBase",
+    "CustomOpenAIChatContentFormatter",
+    "CustomOpenAIContentFormatter",
+    "DollyContentFormatter",
     "EndpointClient",
     "EventStream",
+    "GPT2ContentFormatter",
+    "HFContentFormatter",
+    "LlamaChatContentFormatter",
+    "LlamaContentFormatter",
     "Message",
+    "MistralChatContentFormatter",
     "ModelError",
     "NotFoundError",
+    "OSSContentFormatter",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
@@ -67,4 +104,8 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "get_formatter",
+    "list_formatters",
+    "load",
+    "register_formatter",
 ]

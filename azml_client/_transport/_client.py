@@ -282,14 +282,12 @@ class EndpointClient:
         for state in states:
             if state.loop is current:
                 await state.session.close()
-            elif state.loop.is_running() and not state.loop.is_closed():
-                future = asyncio.run_coroutine_threadsafe(state.session.close(), state.loop)
-                if current is not None:
-                    await asyncio.wrap_future(future)
-                else:
-                    future.result(timeout=10)
-            else:
+            elif state.loop.is_closed():
                 _abandon_session(state.session)
+            else:
+                # Another thread's loop: that thread may be blocked waiting for us (a sync twin called inside a
+                # running loop), so the close is handed to its loop rather than awaited.
+                state.loop.call_soon_threadsafe(_close_soon, state.session)
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
@@ -761,6 +759,15 @@ def _connection_message(exc: BaseException) -> str:
 
 def _log_url(url: URL) -> str:
     return str(url.with_query(None))
+
+
+def _close_soon(session: aiohttp.ClientSession) -> None:
+    task = asyncio.ensure_future(session.close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Future[None]] = set()
 
 
 def _abandon_session(session: aiohttp.ClientSession) -> None:

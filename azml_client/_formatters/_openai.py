@@ -1,0 +1,324 @@
+"""Reading the OpenAI-compatible answers of serverless endpoints: completions, chat answers and stream chunks.
+
+Every function checks each value's type before using it, so a body of the wrong shape becomes a
+:class:`ResponseFormatError` from the formatter, never a KeyError or TypeError.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from azml_client._config import ApiType
+from azml_client._exceptions import ResponseFormatError
+from azml_client._types import (
+    ROLES,
+    ChatChoice,
+    ChatChunk,
+    ChatResult,
+    Completion,
+    CompletionChoice,
+    CompletionChunk,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from azml_client._formatters._base import ContentFormatterBase
+
+__all__ = [
+    "parse_chat_body",
+    "parse_chat_chunk",
+    "parse_completion_body",
+    "parse_completion_chunk",
+]
+
+_SERVERLESS = ApiType.serverless
+
+
+class _Bad(Exception):
+    """Internal: what is wrong with a body; turned into a ResponseFormatError by the caller."""
+
+
+def _opt_str(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _Bad(f"{what} must be a string or null, got {type(value).__name__}")
+
+
+def _index(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _usage(data: dict[str, Any]) -> Usage | None:
+    return Usage.from_dict(data.get("usage"))
+
+
+def _error_in(data: dict[str, Any]) -> str | None:
+    if "error" not in data:
+        return None
+    error = data["error"]
+    message = error.get("message") if isinstance(error, dict) else error
+    return f"the endpoint answered with an error object: {str(message)[:300]}"
+
+
+def _choices(data: Any) -> list[Any]:
+    if not isinstance(data, dict):
+        raise _Bad("expected a JSON object with 'choices'")
+    error = _error_in(data)
+    if error:
+        raise _Bad(error)
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        raise _Bad("expected a JSON object with a 'choices' list")
+    return choices
+
+
+def _fail(
+    fmt: ContentFormatterBase, exc: _Bad, body: bytes | str, status: int | None, data: Any
+) -> ResponseFormatError:
+    return fmt._response_error(str(exc), body, status, data=data, api_type=_SERVERLESS)
+
+
+# -- complete answers ------------------------------------------------------------------------------------------
+
+
+def _completion_choice(position: int, choice: Any) -> CompletionChoice:
+    if not isinstance(choice, dict):
+        raise _Bad(f"choice {position} must be an object")
+    if "text" not in choice:
+        if "message" in choice:
+            raise _Bad(f"choice {position} has a chat 'message', not a completion 'text'")
+        raise _Bad(f"choice {position} has no 'text'")
+    text = choice["text"]
+    if not isinstance(text, str):
+        raise _Bad(f"choice {position} 'text' must be a string, got {type(text).__name__}")
+    finish_reason = _opt_str(choice.get("finish_reason"), f"choice {position} 'finish_reason'")
+    return CompletionChoice(text, finish_reason, _index(choice.get("index"), position), choice.get("logprobs"))
+
+
+def parse_completion_body(fmt: ContentFormatterBase, data: Any, body: bytes, status: int | None) -> Completion:
+    """Read an OpenAI completion answer ``{"choices": [{"text", "finish_reason", "logprobs"}], "usage"}``.
+
+    Every choice is kept; the first one gives ``text``, ``finish_reason`` and ``logprobs``.
+    """
+    try:
+        choices = _choices(data)
+        usage = _usage(data)
+        if not choices:
+            if usage is None:
+                raise _Bad("the answer has no choices")
+            return Completion(text="", usage=usage, raw=data)
+        parsed = tuple(_completion_choice(position, choice) for position, choice in enumerate(choices))
+    except _Bad as exc:
+        raise _fail(fmt, exc, body, status, data) from None
+    first = parsed[0]
+    return Completion(
+        text=first.text,
+        finish_reason=first.finish_reason,
+        usage=usage,
+        raw=data,
+        choices=parsed,
+        logprobs=first.logprobs,
+    )
+
+
+def _tool_call(where: str, raw: Any) -> ToolCall:
+    if not isinstance(raw, dict):
+        raise _Bad(f"{where} must be an object")
+    function = raw.get("function")
+    if not isinstance(function, dict):
+        raise _Bad(f"{where} has no 'function' object")
+    name = function.get("name")
+    if not isinstance(name, str):
+        raise _Bad(f"{where} function has no 'name' string")
+    arguments = function.get("arguments", "{}")
+    if arguments is None:
+        arguments = "{}"
+    elif not isinstance(arguments, str):  # some servers send the arguments as an object
+        try:
+            arguments = orjson.dumps(arguments).decode()
+        except TypeError:
+            raise _Bad(f"{where} arguments cannot be encoded as JSON") from None
+    call_id = raw.get("id")
+    call_type = raw.get("type", "function")
+    return ToolCall(
+        id=call_id if isinstance(call_id, str) else "",
+        name=name,
+        arguments=arguments,
+        type=call_type if isinstance(call_type, str) else "function",
+    )
+
+
+def parse_message(where: str, raw: Any) -> Message:
+    """Read an OpenAI message object ``{"role", "content", "tool_calls"?}``; raises ``_Bad``."""
+    if not isinstance(raw, dict):
+        raise _Bad(f"{where} must be an object")
+    role = raw.get("role", "assistant")
+    if role is None:
+        role = "assistant"
+    if not isinstance(role, str) or role not in ROLES:
+        raise _Bad(f"{where} has an unknown role {role!r}")
+    content = raw.get("content")
+    if content is not None and not isinstance(content, (str, list)):
+        raise _Bad(f"{where} 'content' must be a string, a list or null, got {type(content).__name__}")
+    raw_calls = raw.get("tool_calls")
+    if raw_calls is not None and not isinstance(raw_calls, list):
+        raise _Bad(f"{where} 'tool_calls' must be a list")
+    calls = tuple(_tool_call(f"{where} tool call {i}", call) for i, call in enumerate(raw_calls or ()))
+    if content is None and not calls:
+        raise _Bad(f"{where} has 'content': null and no tool_calls")
+    name = raw.get("name")
+    tool_call_id = raw.get("tool_call_id")
+    if role == "tool" and not isinstance(tool_call_id, str):
+        raise _Bad(f"{where} is a tool message without a tool_call_id")
+    return Message(
+        role=role,
+        content=content,
+        name=name if isinstance(name, str) else None,
+        tool_call_id=tool_call_id if isinstance(tool_call_id, str) else None,
+        tool_calls=calls,
+    )
+
+
+def _chat_choice(position: int, choice: Any) -> ChatChoice:
+    if not isinstance(choice, dict):
+        raise _Bad(f"choice {position} must be an object")
+    if "message" not in choice:
+        if "text" in choice:
+            raise _Bad(f"choice {position} has a completion 'text', not a chat 'message'")
+        if "delta" in choice:
+            raise _Bad(f"choice {position} has a stream 'delta', not a chat 'message'")
+        raise _Bad(f"choice {position} has no 'message'")
+    message = parse_message(f"choice {position} message", choice["message"])
+    finish_reason = _opt_str(choice.get("finish_reason"), f"choice {position} 'finish_reason'")
+    return ChatChoice(message, finish_reason, _index(choice.get("index"), position), choice.get("logprobs"))
+
+
+def parse_chat_body(fmt: ContentFormatterBase, data: Any, body: bytes, status: int | None) -> ChatResult:
+    """Read an OpenAI chat answer ``{"choices": [{"message", "finish_reason"}], "usage", "model"}``.
+
+    Every choice is kept, with its tool calls; the first one gives ``message`` and ``finish_reason``.
+    """
+    try:
+        choices = _choices(data)
+        usage = _usage(data)
+        model = data.get("model")
+        model = model if isinstance(model, str) else None
+        if not choices:
+            if usage is None:
+                raise _Bad("the answer has no choices")
+            return ChatResult(message=Message("assistant", ""), usage=usage, raw=data, model=model)
+        parsed = tuple(_chat_choice(position, choice) for position, choice in enumerate(choices))
+    except _Bad as exc:
+        raise _fail(fmt, exc, body, status, data) from None
+    first = parsed[0]
+    return ChatResult(
+        message=first.message,
+        finish_reason=first.finish_reason,
+        usage=usage,
+        choices=parsed,
+        raw=data,
+        model=model,
+    )
+
+
+# -- stream chunks ---------------------------------------------------------------------------------------------
+
+
+def _chunk_start(fmt: ContentFormatterBase, data: str) -> tuple[Any, dict[str, Any] | None, Usage | None]:
+    """Decode a chunk; return (decoded, first choice or None, usage). Raises ResponseFormatError."""
+    try:
+        decoded = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        what = "the stream event is empty" if not data.strip() else "the stream event data is not valid JSON"
+        raise fmt._response_error(what, data, None, api_type=_SERVERLESS) from exc
+    try:
+        choices = _choices(decoded)
+        if not choices:
+            return decoded, None, _usage(decoded)
+        first = choices[0]
+        if not isinstance(first, dict):
+            raise _Bad("choice 0 of the stream chunk must be an object")
+        return decoded, first, _usage(decoded)
+    except _Bad as exc:
+        raise _fail(fmt, exc, data, None, decoded) from None
+
+
+def parse_completion_chunk(fmt: ContentFormatterBase, data: str) -> CompletionChunk | None:
+    """Read one OpenAI completion stream chunk; ``None`` when it carries no text, finish reason or usage."""
+    if data == "[DONE]":
+        return None
+    decoded, choice, usage = _chunk_start(fmt, data)
+    if choice is None:
+        return CompletionChunk(usage=usage, raw=decoded) if usage is not None else None
+    try:
+        if "text" not in choice and ("delta" in choice or "message" in choice):
+            raise _Bad("this chunk is a chat chunk, not a completion chunk")
+        text = _opt_str(choice.get("text"), "the chunk's 'text'") or ""
+        finish_reason = _opt_str(choice.get("finish_reason"), "the chunk's 'finish_reason'")
+    except _Bad as exc:
+        raise _fail(fmt, exc, data, None, decoded) from None
+    if not text and finish_reason is None and usage is None:
+        return None
+    return CompletionChunk(text, finish_reason, usage, decoded, _index(choice.get("index"), 0))
+
+
+def _tool_call_delta(position: int, raw: Any) -> ToolCallDelta:
+    where = f"tool call delta {position}"
+    if not isinstance(raw, dict):
+        raise _Bad(f"{where} must be an object")
+    function = raw.get("function")
+    if function is None:
+        function = {}
+    if not isinstance(function, dict):
+        raise _Bad(f"{where} 'function' must be an object")
+    arguments = _opt_str(function.get("arguments"), f"{where} arguments") or ""
+    return ToolCallDelta(
+        index=_index(raw.get("index"), position),
+        id=_opt_str(raw.get("id"), f"{where} id"),
+        name=_opt_str(function.get("name"), f"{where} name"),
+        arguments=arguments,
+    )
+
+
+def parse_chat_chunk(fmt: ContentFormatterBase, data: str) -> ChatChunk | None:
+    """Read one OpenAI chat stream chunk; ``None`` when it carries nothing (no text, role, tool call, end or usage)."""
+    if data == "[DONE]":
+        return None
+    decoded, choice, usage = _chunk_start(fmt, data)
+    if choice is None:
+        return ChatChunk(usage=usage, raw=decoded) if usage is not None else None
+    try:
+        delta = choice.get("delta")
+        if delta is None:
+            if "text" in choice:
+                raise _Bad("this chunk is a completion chunk, not a chat chunk")
+            if "message" in choice:
+                raise _Bad("this is a whole chat answer, not a stream chunk")
+            delta = {}
+        if not isinstance(delta, dict):
+            raise _Bad("the chunk's 'delta' must be an object")
+        content = _opt_str(delta.get("content"), "the chunk's delta 'content'") or ""
+        role = _opt_str(delta.get("role"), "the chunk's delta 'role'")
+        raw_calls = delta.get("tool_calls")
+        if raw_calls is not None and not isinstance(raw_calls, list):
+            raise _Bad("the chunk's delta 'tool_calls' must be a list")
+        deltas = tuple(_tool_call_delta(i, call) for i, call in enumerate(raw_calls or ()))
+        finish_reason = _opt_str(choice.get("finish_reason"), "the chunk's 'finish_reason'")
+    except _Bad as exc:
+        raise _fail(fmt, exc, data, None, decoded) from None
+    if not content and role is None and not deltas and finish_reason is None and usage is None:
+        return None
+    return ChatChunk(
+        content=content,
+        role=role,
+        finish_reason=finish_reason,
+        usage=usage,
+        tool_call_deltas=deltas,
+        raw=decoded,
+        index=_index(choice.get("index"), 0),
+    )

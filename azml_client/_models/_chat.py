@@ -1,0 +1,174 @@
+"""The chat surface: ``ChatModel`` sends conversations through a chat formatter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any
+
+from azml_client._config import ApiType, TimeoutLike
+from azml_client._formatters import ContentFormatterBase
+from azml_client._formatters._base import ChatContentFormatterBase
+from azml_client._models._base import ModelBase
+from azml_client._transport import NON_SSE_EVENT, EndpointClient, Response
+from azml_client._types import ChatChunk, ChatResult, MessagesInput, to_messages
+
+__all__ = ["ChatModel"]
+
+
+class ChatModel(ModelBase[MessagesInput, ChatResult]):
+    """A chat model behind an Azure ML online endpoint.
+
+    ``messages`` may be a str (one user message), a list of :class:`Message`, of ``(role, content)`` tuples
+    or of ``{"role": ..., "content": ...}`` dicts; roles are system, user, assistant and tool.
+
+    Args:
+        endpoint_url: the endpoint URL (env ``AZUREML_ENDPOINT_URL``).
+        api_key: the key (env ``AZUREML_ENDPOINT_API_KEY``); or pass ``credential=``.
+        formatter: a registered chat formatter name (default ``"openai-chat"``), an instance or a class.
+        model_kwargs: parameters sent with every call (``temperature``, ``max_tokens``, ``tools``...).
+        client: an :class:`EndpointClient` to share; it is left open when this model closes.
+        max_batch_concurrency: default ``max_concurrency`` of :meth:`abatch` (32).
+        **client_options: the :class:`EndpointClient` keywords, when ``client`` is not given.
+    """
+
+    _kind = "chat"
+    _default_formatter = "openai-chat"
+
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        formatter: str | ContentFormatterBase | type[ContentFormatterBase] = "openai-chat",
+        model_kwargs: Mapping[str, Any] | None = None,
+        client: EndpointClient | None = None,
+        max_batch_concurrency: int | None = None,
+        **client_options: Any,
+    ) -> None:
+        super().__init__(
+            endpoint_url,
+            api_key,
+            formatter=formatter,
+            model_kwargs=model_kwargs,
+            client=client,
+            max_batch_concurrency=max_batch_concurrency,
+            **client_options,
+        )
+        assert isinstance(self._formatter, ChatContentFormatterBase)
+        self._chat_formatter: ChatContentFormatterBase = self._formatter
+
+    async def _send(
+        self, messages: MessagesInput, kwargs: Mapping[str, Any], timeout: TimeoutLike | None
+    ) -> tuple[ChatResult, Response]:
+        api_type = self._client.api_type
+        body = self._chat_formatter.build_chat_request(to_messages(messages), kwargs, api_type)
+        response = await self._client.post(body, route="chat", headers=self._headers, timeout=timeout)
+        return self._chat_formatter.parse_chat_response(response.body, api_type, status=response.status), response
+
+    async def _one(self, item: MessagesInput, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> ChatResult:
+        result, _ = await self._send(item, kwargs, timeout)
+        return result
+
+    async def ainvoke(
+        self,
+        messages: MessagesInput,
+        *,
+        stop: str | list[str] | None = None,
+        timeout: TimeoutLike | None = None,
+        **model_kwargs: Any,
+    ) -> ChatResult:
+        """Send the conversation and return the answer (all ``n`` choices, tool calls, usage).
+
+        Call-time ``model_kwargs`` and ``stop`` apply to this call only; ``timeout`` is a transport setting.
+        """
+        result, _ = await self._send(messages, self._call_kwargs(stop, model_kwargs), timeout)
+        return result
+
+    async def abatch(
+        self,
+        inputs: Iterable[MessagesInput],
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+        stop: str | list[str] | None = None,
+        timeout: TimeoutLike | None = None,
+        **model_kwargs: Any,
+    ) -> list[ChatResult | Exception]:
+        """Send every conversation concurrently (at most ``max_concurrency`` at once), results in input order."""
+        return await super().abatch(
+            inputs,
+            max_concurrency=max_concurrency,
+            return_exceptions=return_exceptions,
+            stop=stop,
+            timeout=timeout,
+            **model_kwargs,
+        )
+
+    async def astream(
+        self,
+        messages: MessagesInput,
+        *,
+        stop: str | list[str] | None = None,
+        timeout: TimeoutLike | None = None,
+        **model_kwargs: Any,
+    ) -> AsyncIterator[ChatChunk]:
+        """Yield the answer as it is generated: text deltas, then finish_reason and usage when known.
+
+        Usage comes when asked with ``stream_options={"include_usage": True}``. A dedicated endpoint does not
+        stream: its whole answer comes as one chunk.
+        """
+        kwargs = self._call_kwargs(stop, model_kwargs)
+        api_type = self._client.api_type
+        formatter = self._chat_formatter
+        if api_type is ApiType.dedicated:
+            result, _ = await self._send(messages, kwargs, timeout)
+            yield ChatChunk(
+                content=result.content,
+                role="assistant",
+                finish_reason=result.finish_reason,
+                usage=result.usage,
+                raw=result.raw,
+            )
+            return
+        body = formatter.build_chat_request(to_messages(messages), kwargs, api_type, stream=True)
+        async with self._client.stream(body, route="chat", headers=self._headers, timeout=timeout) as events:
+            async for event in events:
+                if event.event == NON_SSE_EVENT:
+                    result = formatter.parse_chat_response(event.data.encode(), api_type)
+                    yield ChatChunk(
+                        content=result.content,
+                        role="assistant",
+                        finish_reason=result.finish_reason,
+                        usage=result.usage,
+                        raw=result.raw,
+                    )
+                    return
+                if event.data == "[DONE]":
+                    return
+                chunk = formatter.parse_chat_stream_event(event.data, api_type)
+                if chunk is not None:
+                    yield chunk
+
+    # ------------------------------------------------------------------ sync twins
+
+    def invoke(
+        self,
+        messages: MessagesInput,
+        *,
+        stop: str | list[str] | None = None,
+        timeout: TimeoutLike | None = None,
+        **model_kwargs: Any,
+    ) -> ChatResult:
+        """Sync twin of :meth:`ainvoke`."""
+        return self._loop_thread.run(lambda: self.ainvoke(messages, stop=stop, timeout=timeout, **model_kwargs))
+
+    def stream(
+        self,
+        messages: MessagesInput,
+        *,
+        stop: str | list[str] | None = None,
+        timeout: TimeoutLike | None = None,
+        **model_kwargs: Any,
+    ) -> Iterator[ChatChunk]:
+        """Sync twin of :meth:`astream`."""
+        return self._loop_thread.iterate(lambda: self.astream(messages, stop=stop, timeout=timeout, **model_kwargs))

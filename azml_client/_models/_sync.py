@@ -1,0 +1,133 @@
+"""The event-loop thread behind the sync twins: a model runs its coroutines there and blocks for the result."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+__all__ = ["LoopThread"]
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """A daemon thread running its own asyncio loop, started on first use.
+
+    The sync methods of a model submit coroutines to it and wait, so they work in a plain script, in a
+    worker thread and inside a running event loop (Jupyter) alike: the caller's loop is never touched and
+    ``asyncio.run`` is never called. A KeyboardInterrupt (or any exception) in the waiting thread cancels the
+    coroutine before it propagates.
+    """
+
+    __slots__ = ("_lock", "_loop", "_thread")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread has been started and not stopped."""
+        return self._loop is not None
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    try:
+                        loop.run_forever()
+                    finally:
+                        _shutdown(loop)
+
+                thread = threading.Thread(target=run, name="azml-client-loop", daemon=True)
+                thread.start()
+                ready.wait()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run the coroutine ``make()`` on the thread's loop and return its result."""
+        loop = self._ensure()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a sync method was called from inside its own event-loop thread; await the async one")
+        future = asyncio.run_coroutine_threadsafe(make(), loop)
+        return _wait(future)
+
+    def iterate(self, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
+        """Drive the async iterator ``make()`` on the thread's loop, yielding its items here.
+
+        Closing the returned generator early (``break``) closes the async iterator too.
+        """
+        loop = self._ensure()
+        iterator = make()
+
+        async def step() -> tuple[bool, T | None]:
+            try:
+                return True, await anext(iterator)
+            except StopAsyncIteration:
+                return False, None
+
+        try:
+            while True:
+                more, item = _wait(asyncio.run_coroutine_threadsafe(step(), loop))
+                if not more:
+                    return
+                yield item  # type: ignore[misc]
+        finally:
+            closer = getattr(iterator, "aclose", None)
+            if closer is not None and not loop.is_closed():
+                _wait(asyncio.run_coroutine_threadsafe(_call(closer), loop))
+
+    def stop(self, final: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Run ``final()`` on the loop (when given), then stop the thread and close its loop."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        try:
+            if final is not None and thread.is_alive():
+                asyncio.run_coroutine_threadsafe(_call(final), loop).result(timeout=30)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if threading.current_thread() is not thread:
+                thread.join(timeout=30)
+
+
+def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left on the thread's loop, finish its async generators and close it (in its thread)."""
+    try:
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
+async def _call(fn: Callable[[], Awaitable[Any]]) -> Any:
+    return await fn()
+
+
+def _wait(future: concurrent.futures.Future[T]) -> T:
+    try:
+        return future.result()
+    except BaseException:
+        # KeyboardInterrupt or an error in this thread: the coroutine must not run on unobserved.
+        if not future.done():
+            future.cancel()
+            with contextlib.suppress(BaseException):  # its outcome no longer matters: the first error is raised
+                future.result(timeout=5)
+        raise

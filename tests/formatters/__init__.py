@@ -1,0 +1,1 @@
+"""Tests of the formatters: pure functions of bytes and values, no server."""
