@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import cattrs
+from cattrs.v import format_exception
 import orjson
 
 from azml_client._config import ApiType, RetryPolicy, Timeout
@@ -153,8 +154,18 @@ def config_from_dict(data: Any, source: str = "config") -> ModelConfig:
     except ConfigurationError:
         raise
     except Exception as exc:
-        messages = cattrs.transform_error(exc) if isinstance(exc, cattrs.BaseValidationError) else [str(exc)]
+        messages = (
+            cattrs.transform_error(exc, path="config", format_exception=_describe)
+            if isinstance(exc, cattrs.BaseValidationError)
+            else [str(exc)]
+        )
         raise ConfigurationError(f"{source} is not a valid azml-client config: {'; '.join(messages)}") from None
+
+
+def _describe(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, ConfigurationError):
+        return str(exc)
+    return format_exception(exc, type_)
 
 
 def load(path: str | Path, api_key: str | None = None, **overrides: Any) -> LLM | ChatModel:

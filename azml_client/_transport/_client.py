@@ -287,7 +287,7 @@ class EndpointClient:
             else:
                 # Another thread's loop: that thread may be blocked waiting for us (a sync twin called inside a
                 # running loop), so the close is handed to its loop rather than awaited.
-                state.loop.call_soon_threadsafe(_close_soon, state.session)
+                state.loop.call_soon_threadsafe(_close_now, state.session)
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
@@ -761,13 +761,12 @@ def _log_url(url: URL) -> str:
     return str(url.with_query(None))
 
 
-def _close_soon(session: aiohttp.ClientSession) -> None:
-    task = asyncio.ensure_future(session.close())
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
-
-
-_closing: set[asyncio.Future[None]] = set()
+def _close_now(session: aiohttp.ClientSession) -> None:
+    """Close a session without awaiting, on its own loop: its sockets close on that loop's next turn."""
+    connector = session.connector
+    if connector is not None:
+        connector._close()
+    session.detach()
 
 
 def _abandon_session(session: aiohttp.ClientSession) -> None:
