@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import cattrs
-from cattrs.v import format_exception
 import orjson
+from cattrs.v import format_exception
 
 from azml_client._config import ApiType, RetryPolicy, Timeout
 from azml_client._exceptions import ConfigurationError

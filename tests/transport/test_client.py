@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import socket
@@ -388,10 +389,8 @@ def full_backlog() -> Iterator[int]:
     for _ in range(8):
         filler = socket.socket()
         filler.setblocking(False)
-        try:
+        with contextlib.suppress(BlockingIOError):
             filler.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
         fillers.append(filler)
     try:
         yield port
@@ -543,7 +542,8 @@ async def test_key_never_appears_in_repr_logs_or_errors(ep: MockEndpoint, caplog
     texts = [repr(client), str(client), str(info.value), repr(info.value), caplog.text]
     texts += [str(record.args) for record in caplog.records]
     assert all(KEY not in text for text in texts)
-    assert "attempt 1" in caplog.text and "-> 503" in caplog.text
+    assert "attempt 1" in caplog.text
+    assert "-> 503" in caplog.text
 
 
 def test_plain_http_with_a_key_to_a_remote_host_warns_once(caplog: pytest.LogCaptureFixture) -> None:
