@@ -447,9 +447,11 @@ CHAT_STREAM = {"messages": [{"role": "user", "content": "one two three"}], "stre
 
 @pytest.mark.parametrize("line_ending", ["\n", "\r\n", "\r"])
 async def test_stream_events(line_ending: str) -> None:
-    async with MockEndpoint(sse_line_ending=line_ending) as endpoint:
-        async with EndpointClient(endpoint.url, api_type="serverless") as client:
-            events = [e async for e in client.stream(CHAT_STREAM, route="chat")]
+    async with (
+        MockEndpoint(sse_line_ending=line_ending) as endpoint,
+        EndpointClient(endpoint.url, api_type="serverless") as client,
+    ):
+        events = [e async for e in client.stream(CHAT_STREAM, route="chat")]
     assert events[-1].data == "[DONE]"
     chunks = [orjson.loads(e.data) for e in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
