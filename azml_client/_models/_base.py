@@ -39,7 +39,7 @@ class ModelBase(Generic[In, Out]):
         endpoint_url: str | None = None,
         api_key: str | None = None,
         *,
-        formatter: str | ContentFormatterBase | type[ContentFormatterBase] | None = None,
+        formatter: str | ContentFormatterBase | type[ContentFormatterBase] | None = None,  # None: the default
         model_kwargs: Mapping[str, Any] | None = None,
         client: EndpointClient | None = None,
         max_batch_concurrency: int | None = None,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from azml_client._config import ApiType, TimeoutLike
-from azml_client._formatters import ContentFormatterBase
 from azml_client._formatters._base import ChatContentFormatterBase
 from azml_client._models._base import ModelBase
-from azml_client._transport import NON_SSE_EVENT, EndpointClient, Response
+from azml_client._transport import NON_SSE_EVENT, Response
 from azml_client._types import ChatChunk, ChatResult, MessagesInput, to_messages
 
 __all__ = ["ChatModel"]
@@ -34,28 +33,10 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
     _kind = "chat"
     _default_formatter = "openai-chat"
 
-    def __init__(
-        self,
-        endpoint_url: str | None = None,
-        api_key: str | None = None,
-        *,
-        formatter: str | ContentFormatterBase | type[ContentFormatterBase] = "openai-chat",
-        model_kwargs: Mapping[str, Any] | None = None,
-        client: EndpointClient | None = None,
-        max_batch_concurrency: int | None = None,
-        **client_options: Any,
-    ) -> None:
-        super().__init__(
-            endpoint_url,
-            api_key,
-            formatter=formatter,
-            model_kwargs=model_kwargs,
-            client=client,
-            max_batch_concurrency=max_batch_concurrency,
-            **client_options,
-        )
-        assert isinstance(self._formatter, ChatContentFormatterBase)
-        self._chat_formatter: ChatContentFormatterBase = self._formatter
+    @property
+    def _chat_formatter(self) -> ChatContentFormatterBase:
+        # ModelBase checked at construction that the formatter is a chat formatter.
+        return cast(ChatContentFormatterBase, self._formatter)
 
     async def _send(
         self, messages: MessagesInput, kwargs: Mapping[str, Any], timeout: TimeoutLike | None
@@ -122,26 +103,13 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
         formatter = self._chat_formatter
         if api_type is ApiType.dedicated:
             result, _ = await self._send(messages, kwargs, timeout)
-            yield ChatChunk(
-                content=result.content,
-                role="assistant",
-                finish_reason=result.finish_reason,
-                usage=result.usage,
-                raw=result.raw,
-            )
+            yield _whole_answer_chunk(result)
             return
         body = formatter.build_chat_request(to_messages(messages), kwargs, api_type, stream=True)
         async with self._client.stream(body, route="chat", headers=self._headers, timeout=timeout) as events:
             async for event in events:
                 if event.event == NON_SSE_EVENT:
-                    result = formatter.parse_chat_response(event.data.encode(), api_type)
-                    yield ChatChunk(
-                        content=result.content,
-                        role="assistant",
-                        finish_reason=result.finish_reason,
-                        usage=result.usage,
-                        raw=result.raw,
-                    )
+                    yield _whole_answer_chunk(formatter.parse_chat_response(event.data.encode(), api_type))
                     return
                 if event.data == "[DONE]":
                     return
@@ -172,3 +140,14 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
     ) -> Iterator[ChatChunk]:
         """Sync twin of :meth:`astream`."""
         return self._loop_thread.iterate(lambda: self.astream(messages, stop=stop, timeout=timeout, **model_kwargs))
+
+
+def _whole_answer_chunk(result: ChatResult) -> ChatChunk:
+    """A whole (non-streamed) answer as the one chunk of a stream."""
+    return ChatChunk(
+        content=result.content,
+        role="assistant",
+        finish_reason=result.finish_reason,
+        usage=result.usage,
+        raw=result.raw,
+    )
