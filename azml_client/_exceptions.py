@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from multidict import CIMultiDict
+
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
@@ -125,7 +127,7 @@ class APIStatusError(AzureMLError):
     Attributes:
         status_code: the HTTP status.
         body: the start of the answer's body (at most ``MAX_ERROR_BODY`` bytes), never hidden.
-        headers: the answer's headers.
+        headers: the answer's headers (a case-insensitive mapping).
         request_id: ``x-request-id`` / ``x-ms-request-id`` of the answer, when present.
         deployment: the deployment that answered (``azureml-model-deployment``), when known.
         attempts: how many attempts were made.
@@ -147,7 +149,8 @@ class APIStatusError(AzureMLError):
         self.status_code = status_code
         self.retry_after = retry_after
         self.body = body[:MAX_ERROR_BODY]
-        self.headers: Mapping[str, str] = dict(headers or {})
+        # Header names are case-insensitive: err.headers['retry-after'] must find 'Retry-After'.
+        self.headers: Mapping[str, str] = CIMultiDict(headers or {})
         self.request_id = request_id
         self.deployment = deployment
         self.attempts = attempts

@@ -168,7 +168,7 @@ def parse_message(where: str, raw: Any) -> Message:
     raw_calls = raw.get("tool_calls")
     if raw_calls is not None and not isinstance(raw_calls, list):
         raise _Bad(f"{where} 'tool_calls' must be a list")
-    calls = tuple(_tool_call(f"{where} tool call {i}", call) for i, call in enumerate(raw_calls or ()))
+    calls = tuple(_tool_call(f"{where} tool call {i}", call) for i, call in enumerate(raw_calls)) if raw_calls else ()
     if content is None and not calls:
         raise _Bad(f"{where} has 'content': null and no tool_calls")
     name = raw.get("name")

@@ -7,11 +7,9 @@ once, lazily: when a name is not found, or when :func:`list_formatters` is calle
 
 from __future__ import annotations
 
-import difflib
 import threading
 import warnings
 from collections.abc import Callable, Iterable
-from importlib.metadata import entry_points
 from typing import Any, Final, TypeVar
 
 from azml_client._exceptions import ConfigurationError
@@ -30,6 +28,14 @@ __all__ = [
 ENTRY_POINT_GROUP: Final = "azml_client.formatters"
 
 _F = TypeVar("_F", bound=type[ContentFormatterBase])
+
+
+def entry_points(*, group: str) -> Iterable[Any]:
+    """``importlib.metadata.entry_points(group=...)``, imported on first use: it is slow to import and only
+    a lookup of formatters needs it, never ``import azml_client``."""
+    from importlib.metadata import entry_points as read_entry_points
+
+    return read_entry_points(group=group)
 
 
 def _normalize(name: str) -> str:
@@ -182,6 +188,8 @@ def register_formatter(
 
 
 def _unknown(name: str) -> ConfigurationError:
+    import difflib  # only for this message; kept out of ``import azml_client``
+
     known = sorted(_REGISTRY.classes)
     every = known + sorted(_REGISTRY.aliases) + sorted(_REGISTRY.deprecated)
     close = difflib.get_close_matches(name, every, n=1)

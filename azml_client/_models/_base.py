@@ -24,8 +24,14 @@ Self = TypeVar("Self", bound="ModelBase[Any, Any]")
 _MISSING: Any = object()
 
 
-def _stop_loop_thread(thread: LoopThread, client: EndpointClient | None) -> None:
-    thread.stop(client.aclose if client is not None else None)
+def _finalize(thread: LoopThread, client: EndpointClient | None) -> None:
+    """What a model left unclosed releases when it is collected (or at exit): its thread and its client."""
+    if client is not None and thread.running:
+        thread.stop(client.aclose)
+    else:
+        thread.stop()
+        if client is not None:
+            client.discard_sessions()
 
 
 class ModelBase(Generic[In, Out]):
@@ -81,7 +87,7 @@ class ModelBase(Generic[In, Out]):
         self._headers: Mapping[str, str] = {"Content-Type": fmt.content_type, "Accept": fmt.accepts}
         self._loop_thread = LoopThread()
         self._finalizer = weakref.finalize(
-            self, _stop_loop_thread, self._loop_thread, self._client if self._owns_client else None
+            self, _finalize, self._loop_thread, self._client if self._owns_client else None
         )
 
     # ------------------------------------------------------------------ properties

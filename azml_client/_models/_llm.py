@@ -49,8 +49,11 @@ class LLM(ModelBase[str, str]):
         return self._formatter.parse_response(response.body, api_type, status=response.status), response
 
     async def _one(self, item: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> str:
-        completion, _ = await self._send(item, kwargs, timeout)
-        return completion.text
+        # What _send does, one coroutine shallower: a batch runs this once per prompt.
+        api_type = self._client.api_type
+        body = self._formatter.build_request(_check_prompt(item), kwargs, api_type)
+        response = await self._client.post(body, route="completions", headers=self._headers, timeout=timeout)
+        return self._formatter.parse_response(response.body, api_type, status=response.status).text
 
     async def acomplete(
         self,

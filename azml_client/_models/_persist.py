@@ -149,6 +149,7 @@ def config_from_dict(data: Any, source: str = "config") -> ModelConfig:
         raise ConfigurationError(f"{source} must hold a mapping, got {type(data).__name__}")
     if "api_key" in data:
         raise ConfigurationError(f"{source} holds an api_key; keys are never read from config files")
+    _check_keys(data, source)
     try:
         return _CONVERTER.structure(dict(data), ModelConfig)
     except ConfigurationError:
@@ -160,6 +161,38 @@ def config_from_dict(data: Any, source: str = "config") -> ModelConfig:
             else [str(exc)]
         )
         raise ConfigurationError(f"{source} is not a valid azml-client config: {'; '.join(messages)}") from None
+
+
+def _check_keys(data: Any, source: str) -> None:
+    """Refuse mappings with keys that are not str anywhere in ``data`` (YAML allows ``{1: x}`` or ``{null: x}``),
+    and containers that hold themselves (YAML anchors can build those).
+
+    JSON cannot encode either, and cattrs cannot even describe a non-str key in an error, so they are named
+    here. The walk is iterative (no nesting depth overflows the stack) and visits a container shared through
+    YAML aliases once (no "billion laughs" blow-up).
+    """
+    stack: list[tuple[Any, str, bool]] = [(data, source, False)]
+    on_path: set[int] = set()
+    checked: set[int] = set()
+    while stack:
+        value, where, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(value))
+            checked.add(id(value))
+            continue
+        if not isinstance(value, (Mapping, list)) or id(value) in checked:
+            continue
+        if id(value) in on_path:
+            raise ConfigurationError(f"{where} holds itself (a YAML anchor loop)")
+        on_path.add(id(value))
+        stack.append((value, where, True))
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ConfigurationError(f"{where} has a key that is not a string: {key!r}")
+                stack.append((item, f"{where}.{key}", False))
+        else:
+            stack.extend((item, f"{where}[{index}]", False) for index, item in enumerate(value))
 
 
 def _describe(exc: BaseException, type_: Any) -> str:

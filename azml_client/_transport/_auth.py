@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +18,7 @@ __all__ = [
     "TOKEN_REFRESH_MARGIN",
     "CredentialLike",
     "TokenProvider",
+    "check_header_name",
     "check_header_value",
 ]
 
@@ -34,19 +36,34 @@ class _HasGetToken(Protocol):
 #: A credential: an azure-core (Async)TokenCredential, or a callable returning a token str (sync or async).
 CredentialLike = _HasGetToken | Callable[[], str | Awaitable[str]]
 
+# C0 controls but tab, DEL and the C1 controls (U+0080-U+009F): none belongs in a header value.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# RFC 9110 token: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def check_header_name(name: str) -> str:
+    """Return ``name`` when it is a valid header name (an RFC 9110 token), else raise ConfigurationError.
+
+    Spaces, colons, control characters and non-ASCII letters are refused: aiohttp would send some of them as
+    they are (for the server to reject or misread) and fail on others only once the request is being sent.
+    """
+    if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+        raise ConfigurationError(f"invalid header name {name!r}: use letters, digits and !#$%&'*+-.^_`|~")
+    return name
+
 
 def check_header_value(name: str, value: str, *, secret: bool = False) -> str:
     """Return ``value`` when it is a valid header value, else raise ConfigurationError.
 
-    CR, LF and other control characters (tab excepted) are refused: they would split the header.
+    CR, LF and other control characters (C0 but tab, DEL, C1) are refused: they would split the header.
     A secret value is never shown in the message.
     """
     if not isinstance(value, str):
         raise ConfigurationError(f"header {name!r} must be a str, got {type(value).__name__}")
-    for char in value:
-        if (char < " " and char != "\t") or char == "\x7f":
-            shown = "" if secret else f" {value!r}"
-            raise ConfigurationError(f"header {name!r} has a control character (CR, LF or similar) in its value{shown}")
+    if _CONTROL_CHARACTER.search(value) is not None:
+        shown = "" if secret else f" {value!r}"
+        raise ConfigurationError(f"header {name!r} has a control character (CR, LF or similar) in its value{shown}")
     return value
 
 

@@ -36,7 +36,7 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._pending = ""
+        self._pending: list[str] = []  # the open (unterminated) line, in the pieces it arrived in
         self._skip_lf = False
         self._started = False
         self._data: list[str] = []
@@ -52,7 +52,7 @@ class SSEDecoder:
         """End the stream: decode what is buffered and dispatch any event still open."""
         events = self._feed_text(self._decoder.decode(b"", final=True))
         if self._pending:
-            line, self._pending = self._pending, ""
+            line, self._pending = "".join(self._pending), []
             self._line(line, events)
         self._dispatch(events)
         return events
@@ -69,17 +69,23 @@ class SSEDecoder:
             self._skip_lf = False
             if text[:1] == "\n":
                 text = text[1:]
-        buffer = self._pending + text if self._pending else text
-        if not buffer:
+        if not text:
             return events
+        if "\n" not in text and "\r" not in text:
+            # Only more of the open line: keep the piece without re-scanning the line so far, so a line that
+            # never ends costs linear time up to the response size cap, not quadratic.
+            self._pending.append(text)
+            return events
+        buffer = "".join(self._pending) + text if self._pending else text
         lines = _LINE_END.split(buffer)
         if buffer[-1] == "\r":
             # The CR ends a line, but a LF may follow in the next chunk: it must not end another one.
             self._skip_lf = True
-            self._pending = ""
+            self._pending = []
             lines.pop()
         else:
-            self._pending = lines.pop()
+            last = lines.pop()
+            self._pending = [last] if last else []
         for line in lines:
             self._line(line, events)
         return events

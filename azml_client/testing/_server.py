@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import ssl
 import time
 import uuid
 from collections import deque
@@ -170,6 +171,8 @@ class MockEndpoint:
         record_limit: how many :class:`RecordedRequest` to keep (the newest); None keeps all.
         schema_error_status: the status of a dedicated request whose body does not fit the schema
             (e.g. 424, as when a real model container fails on it).
+        ssl_context: serve HTTPS with this server-side context (its certificate chain loaded); :attr:`url` is
+            then ``https://...``. None (the default) serves plain HTTP.
 
     Raises:
         ValueError: an argument is out of range or unknown.
@@ -189,6 +192,7 @@ class MockEndpoint:
         sse_line_ending: str = "\n",
         record_limit: int | None = DEFAULT_RECORD_LIMIT,
         schema_error_status: int = 400,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if api_key is not None and not api_key.strip():
             raise ValueError("api_key must not be empty (use None to turn the key check off)")
@@ -227,6 +231,7 @@ class MockEndpoint:
         self._rng = random.Random(seed)
         self._line_end = sse_line_ending.encode()
         self._schema_error_status = schema_error_status
+        self._ssl_context = ssl_context
         self._records: deque[RecordedRequest] = deque(maxlen=record_limit)
         self._queue: deque[Fault] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -254,7 +259,7 @@ class MockEndpoint:
         runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port)
+            site = web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl_context)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -303,9 +308,10 @@ class MockEndpoint:
 
     @property
     def url(self) -> str:
-        """The base URL, ``http://127.0.0.1:PORT``, without a trailing slash."""
+        """The base URL, ``http://127.0.0.1:PORT`` (``https`` with ``ssl_context``), without a trailing slash."""
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def score_url(self) -> str:
