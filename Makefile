@@ -23,8 +23,8 @@ demo: $(STAMP_RUNTIME)
 	$(BIN)/azml demo
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check azml_client tests benchmarks examples
-	$(BIN)/ruff format --check azml_client tests benchmarks examples
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy --strict azml_client
