@@ -246,7 +246,8 @@ class ChatResult:
             return ""
         if isinstance(content, str):
             return content
-        return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+        texts = (part.get("text") for part in content if isinstance(part, Mapping))
+        return "".join(text for text in texts if isinstance(text, str))  # {"text": null} parts carry no text
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:

@@ -406,7 +406,9 @@ def _content_text(message: Message) -> str:
         return ""
     if isinstance(content, str):
         return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+    # Only text parts that carry a str: an endpoint may send {"text": null} (found by the fuzz tests).
+    texts = (part.get("text") for part in content if isinstance(part, Mapping))
+    return "".join(text for text in texts if isinstance(text, str))
 
 
 def as_messages(messages: MessagesInput | Iterable[Message]) -> list[Message]:

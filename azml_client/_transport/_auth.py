@@ -8,9 +8,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
-import anyio
-import anyio.to_thread
-
 from azml_client._exceptions import AuthenticationError, ConfigurationError
 
 __all__ = [
@@ -112,6 +109,8 @@ class TokenProvider:
                 if inspect.iscoroutinefunction(getter):
                     result = await getter(self._scope)
                 else:
+                    import anyio.to_thread  # only credential users pay for importing it
+
                     result = await anyio.to_thread.run_sync(getter, self._scope)
                     if inspect.isawaitable(result):
                         result = await result
