@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, Literal, TypeVar
@@ -13,7 +13,7 @@ from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import ContentFormatterBase, resolve_formatter
 from azml_client._models._batch import check_concurrency, run_as_completed, run_batch
 from azml_client._models._sync import LoopThread
-from azml_client._transport import EndpointClient
+from azml_client._transport import NON_SSE_EVENT, EndpointClient, Route
 
 __all__ = ["ModelBase"]
 
@@ -127,6 +127,22 @@ class ModelBase(Generic[In, Out]):
                     raise ConfigurationError(f"stop must be a str or a list of str, got {stop!r}")
                 merged["stop"] = stops
         return merged
+
+    async def _stream_payloads(
+        self, body: bytes, route: Route, timeout: TimeoutLike | None
+    ) -> AsyncGenerator[tuple[bool, str], None]:
+        """Yield ``(False, data)`` for each event of a streaming call until ``[DONE]``.
+
+        An endpoint that ignored ``stream`` and answered with a whole body gives one ``(True, body)``.
+        """
+        async with self._client.stream(body, route=route, headers=self._headers, timeout=timeout) as events:
+            async for event in events:
+                if event.event == NON_SSE_EVENT:
+                    yield True, event.data
+                    return
+                if event.data == "[DONE]":
+                    return
+                yield False, event.data
 
     # ------------------------------------------------------------------ batching
 

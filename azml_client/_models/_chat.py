@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import aclosing
 from typing import Any, cast
 
 from azml_client._config import ApiType, TimeoutLike
 from azml_client._formatters._base import ChatContentFormatterBase
 from azml_client._models._base import ModelBase
-from azml_client._transport import NON_SSE_EVENT, Response
+from azml_client._transport import Response
 from azml_client._types import ChatChunk, ChatResult, MessagesInput, to_messages
 
 __all__ = ["ChatModel"]
@@ -110,14 +111,12 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
             yield _whole_answer_chunk(result)
             return
         body = formatter.build_chat_request(to_messages(messages), kwargs, api_type, stream=True)
-        async with self._client.stream(body, route="chat", headers=self._headers, timeout=timeout) as events:
-            async for event in events:
-                if event.event == NON_SSE_EVENT:
-                    yield _whole_answer_chunk(formatter.parse_chat_response(event.data.encode(), api_type))
+        async with aclosing(self._stream_payloads(body, "chat", timeout)) as payloads:
+            async for whole, data in payloads:
+                if whole:
+                    yield _whole_answer_chunk(formatter.parse_chat_response(data.encode(), api_type))
                     return
-                if event.data == "[DONE]":
-                    return
-                chunk = formatter.parse_chat_stream_event(event.data, api_type)
+                chunk = formatter.parse_chat_stream_event(data, api_type)
                 if chunk is not None:
                     yield chunk
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from azml_client._config import ApiType, TimeoutLike
 from azml_client._exceptions import ConfigurationError
 from azml_client._models._base import ModelBase
-from azml_client._transport import NON_SSE_EVENT, Response
+from azml_client._transport import Response
 from azml_client._types import Completion
 
 __all__ = ["LLM"]
@@ -126,14 +127,12 @@ class LLM(ModelBase[str, str]):
             yield completion.text
             return
         body = self._formatter.build_request(_check_prompt(prompt), kwargs, api_type, stream=True)
-        async with self._client.stream(body, route="completions", headers=self._headers, timeout=timeout) as events:
-            async for event in events:
-                if event.event == NON_SSE_EVENT:
-                    yield self._formatter.parse_response(event.data.encode(), api_type).text
+        async with aclosing(self._stream_payloads(body, "completions", timeout)) as payloads:
+            async for whole, data in payloads:
+                if whole:
+                    yield self._formatter.parse_response(data.encode(), api_type).text
                     return
-                if event.data == "[DONE]":
-                    return
-                chunk = self._formatter.parse_stream_event(event.data, api_type)
+                chunk = self._formatter.parse_stream_event(data, api_type)
                 if chunk is not None and chunk.text:
                     yield chunk.text
 

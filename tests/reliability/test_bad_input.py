@@ -104,6 +104,7 @@ def _load(path: Path) -> None:
 
 
 @FUZZ
+@pytest.mark.filterwarnings("ignore:formatter name .* is deprecated:DeprecationWarning")
 @given(data=config_like, suffix=st.sampled_from([".json", ".yaml"]))
 def test_loading_config_files_raises_only_configuration_error(data: dict[str, Any], suffix: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
