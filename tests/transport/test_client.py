@@ -360,7 +360,7 @@ async def test_total_timeout_covers_retries_and_backoff(ep: MockEndpoint) -> Non
         started = time.monotonic()
         with pytest.raises(az.ServerError):
             await client.post(GPT2_BODY)
-    assert time.monotonic() - started < 0.7
+    assert time.monotonic() - started < 1.5  # 0.5 s of total timeout, with room for a loaded machine
     assert 2 <= ep.request_count <= 3
 
 
