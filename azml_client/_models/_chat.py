@@ -7,9 +7,10 @@ from contextlib import aclosing
 from typing import Any, cast
 
 from azml_client._config import ApiType, TimeoutLike
+from azml_client._formatters import ContentFormatterBase
 from azml_client._formatters._base import ChatContentFormatterBase
 from azml_client._models._base import ModelBase
-from azml_client._transport import Response
+from azml_client._transport import EndpointClient, Response
 from azml_client._types import ChatChunk, ChatResult, MessagesInput, to_messages
 
 __all__ = ["ChatModel"]
@@ -33,6 +34,28 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
 
     _kind = "chat"
     _default_formatter = "openai-chat"
+
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        formatter: str | ContentFormatterBase | type[ContentFormatterBase] = "openai-chat",
+        model_kwargs: Mapping[str, Any] | None = None,
+        client: EndpointClient | None = None,
+        max_batch_concurrency: int | None = None,
+        **client_options: Any,
+    ) -> None:
+        # Spelled out (not inherited) so the signature shows this class's default formatter.
+        super().__init__(
+            endpoint_url,
+            api_key,
+            formatter=formatter,
+            model_kwargs=model_kwargs,
+            client=client,
+            max_batch_concurrency=max_batch_concurrency,
+            **client_options,
+        )
 
     @property
     def _chat_formatter(self) -> ChatContentFormatterBase:

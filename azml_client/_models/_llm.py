@@ -8,8 +8,9 @@ from typing import Any
 
 from azml_client._config import ApiType, TimeoutLike
 from azml_client._exceptions import ConfigurationError
+from azml_client._formatters import ContentFormatterBase
 from azml_client._models._base import ModelBase
-from azml_client._transport import Response
+from azml_client._transport import EndpointClient, Response
 from azml_client._types import Completion
 
 __all__ = ["LLM"]
@@ -40,6 +41,28 @@ class LLM(ModelBase[str, str]):
 
     _kind = "completion"
     _default_formatter = "gpt2"
+
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        formatter: str | ContentFormatterBase | type[ContentFormatterBase] = "gpt2",
+        model_kwargs: Mapping[str, Any] | None = None,
+        client: EndpointClient | None = None,
+        max_batch_concurrency: int | None = None,
+        **client_options: Any,
+    ) -> None:
+        # Spelled out (not inherited) so the signature shows this class's default formatter.
+        super().__init__(
+            endpoint_url,
+            api_key,
+            formatter=formatter,
+            model_kwargs=model_kwargs,
+            client=client,
+            max_batch_concurrency=max_batch_concurrency,
+            **client_options,
+        )
 
     async def _send(
         self, prompt: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None
