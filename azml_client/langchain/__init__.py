@@ -9,6 +9,11 @@ The classes take the same fields and environment variables, and run on azml-clie
 concurrent batches, retries, SSE streaming with usage, tool calling, structured output and typed errors.
 This module needs ``langchain-core`` (``pip install 'azml-client[langchain]'``); ``import azml_client``
 alone never imports LangChain.
+
+The chat formatters exported here (``CustomOpenAIChatContentFormatter``, ``LlamaChatContentFormatter``,
+``MistralChatContentFormatter``) are subclasses of azml-client's with the seed's LangChain API added
+(``_convert_message_to_dict``, LangChain messages in, a ``ChatGeneration`` out), and a chat formatter written
+for the seed gets LangChain messages in ``format_messages_request_payload``, as it did there.
 """
 
 try:
@@ -21,17 +26,19 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from azml_client._formatters import (
     ChatContentFormatterBase,
     ContentFormatterBase,
-    CustomOpenAIChatContentFormatter,
     CustomOpenAIContentFormatter,
     DollyContentFormatter,
     GPT2ContentFormatter,
     HFContentFormatter,
-    LlamaChatContentFormatter,
     LlamaContentFormatter,
-    MistralChatContentFormatter,
     OSSContentFormatter,
 )
 from azml_client.langchain._chat import AzureMLChatOnlineEndpoint
+from azml_client.langchain._formatters import (
+    CustomOpenAIChatContentFormatter,
+    LlamaChatContentFormatter,
+    MistralChatContentFormatter,
+)
 from azml_client.langchain._llm import AzureMLOnlineEndpoint
 from azml_client.langchain._loading import load_llm
 from azml_client.langchain._settings import AzureMLEndpointApiType

@@ -25,6 +25,7 @@ from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import ContentFormatterBase
 from azml_client._models import ChatModel
 from azml_client._types import ChatChunk
+from azml_client.langchain._formatters import lc_chat_formatter
 from azml_client.langchain._messages import chat_result, stream_chunk, to_core_messages
 from azml_client.langchain._settings import EndpointSettings, PreparedCall
 
@@ -103,6 +104,17 @@ class AzureMLChatOnlineEndpoint(BaseChatModel, EndpointSettings):
 
     def _default_formatter(self) -> str:
         return "openai-chat"
+
+    def _core_formatter(self) -> ContentFormatterBase:
+        """The formatter, or a chat formatter written for the seed wrapped to get LangChain messages."""
+        formatter = self._formatter()
+        slot = self._own_slot()
+        cached = slot.adapted
+        if cached is not None and cached[0] is formatter:
+            return cached[1]
+        adapted = lc_chat_formatter(formatter)
+        slot.adapted = (formatter, adapted)
+        return adapted
 
     def _build_core(self, formatter: ContentFormatterBase, options: dict[str, Any]) -> ChatModel:
         return ChatModel(formatter=formatter, **options)

@@ -10,9 +10,13 @@ from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
+    ChatMessage,
+    HumanMessage,
     InvalidToolCall,
+    SystemMessage,
     ToolCall,
     ToolCallChunk,
+    ToolMessage,
     UsageMetadata,
     convert_to_openai_messages,
 )
@@ -30,6 +34,7 @@ __all__ = [
     "chat_result",
     "stream_chunk",
     "to_core_messages",
+    "to_lc_messages",
     "usage_metadata",
 ]
 
@@ -74,6 +79,32 @@ def to_core_messages(messages: Sequence[BaseMessage]) -> list[Message]:
             out.append(Message.from_dict(data))
         except ConfigurationError as exc:
             raise ConfigurationError(f"message {position} ({type(messages[position]).__name__}): {exc}") from None
+    return out
+
+
+def to_lc_messages(messages: Sequence[Message]) -> list[BaseMessage]:
+    """Convert azml-client :class:`Message` objects back to LangChain messages (for seed-style formatters).
+
+    ``system`` / ``user`` / ``assistant`` / ``tool`` become System / Human / AI / Tool messages; an assistant's
+    OpenAI ``tool_calls`` become LangChain tool calls (arguments that are not JSON become invalid tool calls),
+    a tool message keeps its ``tool_call_id``, and names are kept. Content (str or list of parts) is kept as
+    is; an assistant's ``None`` content becomes ``""``.
+    """
+    out: list[BaseMessage] = []
+    for message in messages:
+        content: Any = message.content if message.content is not None else ""
+        named: dict[str, Any] = {"name": message.name} if message.name is not None else {}
+        if message.role == "system":
+            out.append(SystemMessage(content=content, **named))
+        elif message.role == "user":
+            out.append(HumanMessage(content=content, **named))
+        elif message.role == "assistant":
+            valid, invalid = _tool_calls(message.tool_calls)
+            out.append(AIMessage(content=content, tool_calls=valid, invalid_tool_calls=invalid, **named))
+        elif message.role == "tool":
+            out.append(ToolMessage(content=content, tool_call_id=message.tool_call_id or "", **named))
+        else:  # pragma: no cover - Message only holds the roles above
+            out.append(ChatMessage(content=content, role=message.role, **named))
     return out
 
 

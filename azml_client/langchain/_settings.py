@@ -70,7 +70,7 @@ class _CoreSlot:
     A copy of an adapter (``model_copy``, ``copy.deepcopy``, pickling) starts with an empty slot of its own.
     """
 
-    __slots__ = ("core", "formatter", "key", "lock", "owner")
+    __slots__ = ("adapted", "core", "formatter", "key", "lock", "owner")
 
     def __init__(self, owner: int = 0) -> None:
         self.owner = owner
@@ -78,6 +78,7 @@ class _CoreSlot:
         self.core: ModelBase[Any, Any] | None = None
         self.key: tuple[Any, ...] | None = None
         self.formatter: tuple[Any, ContentFormatterBase] | None = None
+        self.adapted: tuple[ContentFormatterBase, ContentFormatterBase] | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _CoreSlot:
         return _CoreSlot()
@@ -196,7 +197,7 @@ class EndpointSettings(BaseModel):
 
     def _check_settings(self) -> None:
         parse_endpoint_url(self.endpoint_url, self.endpoint_api_type.api_type)
-        formatter = self._formatter()
+        formatter = self._core_formatter()
         if formatter.kind != self._kind:
             if self._kind == "chat":
                 wanted = "a chat formatter (CustomOpenAIChatContentFormatter or MistralChatContentFormatter)"
@@ -242,6 +243,13 @@ class EndpointSettings(BaseModel):
             formatter = resolve_formatter(spec)
         slot.formatter = (spec, formatter)
         return formatter
+
+    def _core_formatter(self) -> ContentFormatterBase:
+        """The formatter the core model gets (and that is checked): ``_formatter()`` unless a subclass adapts it.
+
+        Saving names ``_formatter()``, the user's own.
+        """
+        return self._formatter()
 
     def _own_slot(self) -> _CoreSlot:
         slot = self._slot
@@ -291,7 +299,7 @@ class EndpointSettings(BaseModel):
                 }
                 if self.max_concurrency is not None:
                     options["max_concurrency"] = self.max_concurrency
-                slot.core = self._build_core(self._formatter(), options)
+                slot.core = self._build_core(self._core_formatter(), options)
                 slot.key = key
             return slot.core
 

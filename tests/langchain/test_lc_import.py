@@ -47,6 +47,7 @@ def test_missing_langchain_core_gives_an_install_hint() -> None:
 def test_public_names() -> None:
     import azml_client
     import azml_client.langchain as lc
+    from azml_client._formatters import registered_name
 
     for name in lc.__all__:
         assert getattr(lc, name).__doc__, f"{name} has no docstring"
@@ -58,9 +59,19 @@ def test_public_names() -> None:
         "DollyContentFormatter",
         "CustomOpenAIContentFormatter",
         "LlamaContentFormatter",
-        "CustomOpenAIChatContentFormatter",
-        "LlamaChatContentFormatter",
-        "MistralChatContentFormatter",
     ):
         assert getattr(lc, name) is getattr(azml_client, name)
+    # The chat formatters add the seed's LangChain API (``_convert_message_to_dict``...) to the core's.
+    for name, registered in (
+        ("CustomOpenAIChatContentFormatter", "openai-chat"),
+        ("LlamaChatContentFormatter", "openai-chat"),
+        ("MistralChatContentFormatter", "mistral-chat"),
+    ):
+        adapter_class, core_class = getattr(lc, name), getattr(azml_client, name)
+        assert adapter_class is not core_class
+        assert issubclass(adapter_class, core_class)
+        assert adapter_class.__name__ == name
+        assert callable(adapter_class._convert_message_to_dict)
+        assert not hasattr(core_class, "_convert_message_to_dict")
+        assert registered_name(adapter_class) == registered
     assert [member.value for member in lc.AzureMLEndpointApiType] == ["dedicated", "realtime", "serverless"]
