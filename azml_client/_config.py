@@ -75,7 +75,8 @@ class Timeout:
 
     Args:
         total: the whole call, every retry and backoff sleep included (default 600 s).
-        connect: establishing the connection, pool wait included (default 10 s).
+        connect: establishing a new connection (default 10 s); waiting for a free concurrency slot or
+            pooled connection is not included.
         read: the longest idle gap between two bytes of the answer, so a long stream that keeps
             sending is never cut (default 300 s).
     """

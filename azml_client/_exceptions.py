@@ -16,7 +16,7 @@ Every error the SDK raises on purpose derives from :class:`AzureMLError`::
         ├── RequestTooLargeError      413
         ├── UnprocessableEntityError  422
         ├── ModelError                424 (the model container failed)
-        ├── RateLimitError            429 (and 408 / too-long Retry-After)
+        ├── RateLimitError            429 and 408
         └── ServerError               >= 500
 """
 

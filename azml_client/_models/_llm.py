@@ -35,8 +35,9 @@ class LLM(ModelBase[str, str]):
         **client_options: the :class:`EndpointClient` keywords (``api_type``, ``deployment_name``,
             ``timeout``, ``retry``, ``credential``...), when ``client`` is not given.
 
-    Every async method has a sync twin (``invoke``, ``complete``, ``batch``, ``stream``) that runs on a
-    thread of the model's own, so it works in scripts and inside a running loop (Jupyter).
+    Every async method has a sync twin (``invoke``, ``complete``, ``batch``, ``batch_as_completed``,
+    ``stream``) that runs on a thread of the model's own, so it works in scripts and inside a running loop
+    (Jupyter).
     """
 
     _kind = "completion"

@@ -21,8 +21,12 @@ _CLASSES: dict[str, type[AzureMLOnlineEndpoint] | type[AzureMLChatOnlineEndpoint
 _SECRET_KEYS = ("endpoint_api_key", "api_key", "credential")
 
 
-def load_llm(file: str | Path, **overrides: Any) -> AzureMLOnlineEndpoint | AzureMLChatOnlineEndpoint:
-    """Rebuild the model a ``save()`` wrote to ``file`` (``.json``, or ``.yaml`` / ``.yml``).
+def load_llm(
+    path: str | Path | None = None, *, file: str | Path | None = None, **overrides: Any
+) -> AzureMLOnlineEndpoint | AzureMLChatOnlineEndpoint:
+    """Rebuild the model a ``save()`` wrote to ``path`` (``.json``, or ``.yaml`` / ``.yml``).
+
+    ``file=`` is accepted as the seed's name for ``path``.
 
     The file never holds the key: it comes from ``AZUREML_ENDPOINT_API_KEY`` or from
     ``overrides`` (``endpoint_api_key=...``), which replace any saved setting. A config saved by the seed
@@ -32,7 +36,10 @@ def load_llm(file: str | Path, **overrides: Any) -> AzureMLOnlineEndpoint | Azur
         azml_client.ConfigurationError: the file is missing or unreadable, holds a key, or describes no
             Azure ML endpoint model.
     """
-    path = Path(file)
+    source = path if path is not None else file
+    if source is None or (path is not None and file is not None):
+        raise ConfigurationError("load_llm needs the config's path once (positionally, as path= or as file=)")
+    path = Path(source)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -401,3 +401,17 @@ def test_a_formatter_written_for_the_seed(ep: EmulatorThread) -> None:
             endpoint_url=ep.completions_url, endpoint_api_type="serverless", content_formatter=ContentFormatter
         )
     llm.close()
+
+
+def test_load_llm_takes_path_or_the_seeds_file_keyword(tmp_path: Path) -> None:
+    from azml_client.langchain import AzureMLOnlineEndpoint, load_llm
+
+    config = tmp_path / "llm.json"
+    AzureMLOnlineEndpoint(endpoint_url="https://x/score", endpoint_api_key="k", content_formatter="dolly").save(config)
+    for loaded in (load_llm(config), load_llm(path=config), load_llm(file=config)):
+        assert isinstance(loaded, AzureMLOnlineEndpoint)
+        assert loaded.endpoint_url == "https://x/score"
+    with pytest.raises(azml_client.ConfigurationError, match="path once"):
+        load_llm()
+    with pytest.raises(azml_client.ConfigurationError, match="path once"):
+        load_llm(config, file=config)
