@@ -128,14 +128,7 @@ class GPT2ContentFormatter(_BuiltinCompletionFormatter):
 
     def _parse(self, body: bytes, api_type: ApiType, status: int) -> Completion:
         """Read ``[{"0": text}]``."""
-        self._check_dedicated(api_type)
-        data = self._loads(body, status, api_type)
-        text = _gpt2_text(data)
-        if text is None:
-            raise self._response_error(
-                'expected the gpt2 answer `[{"0": text}]`', body, status, data=data, api_type=api_type
-            )
-        return _single(text, data)
+        return _parse_zero_key(self, body, api_type, status, "gpt2")
 
 
 class OSSContentFormatter(GPT2ContentFormatter):
@@ -252,14 +245,7 @@ class CustomOpenAIContentFormatter(_BuiltinCompletionFormatter):
         if api_type == ApiType.serverless:
             data = self._loads(body, status, api_type)
             return _openai.parse_completion_body(self, data, body, status)
-        self._check_dedicated(api_type)
-        data = self._loads(body, status, api_type)
-        text = _gpt2_text(data)
-        if text is None:
-            raise self._response_error(
-                'expected the dedicated answer `[{"0": text}]`', body, status, data=data, api_type=api_type
-            )
-        return _single(text, data)
+        return _parse_zero_key(self, body, api_type, status, "dedicated")
 
 
 class LlamaContentFormatter(CustomOpenAIContentFormatter):
@@ -275,3 +261,17 @@ class LlamaContentFormatter(CustomOpenAIContentFormatter):
 
 
 _declare_deprecated_class(LlamaContentFormatter, "openai")
+
+
+def _parse_zero_key(
+    formatter: _BuiltinCompletionFormatter, body: bytes, api_type: ApiType, status: int, kind: str
+) -> Completion:
+    """Read the dedicated ``[{"0": text}]`` answer that gpt2 and openai (dedicated) share."""
+    formatter._check_dedicated(api_type)
+    data = formatter._loads(body, status, api_type)
+    text = _gpt2_text(data)
+    if text is None:
+        raise formatter._response_error(
+            f'expected the {kind} answer `[{{"0": text}}]`', body, status, data=data, api_type=api_type
+        )
+    return _single(text, data)
