@@ -18,6 +18,7 @@ from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import get_formatter
 from azml_client._models import LLM, ChatModel
 from azml_client._transport import EndpointClient
+from azml_client.cli._argtypes import non_negative_int, positive_seconds
 
 __all__ = [
     "DEFAULT_CHAT_FORMATTER",
@@ -54,26 +55,6 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
 def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the endpoint options shared by ``complete``, ``chat`` and ``batch``."""
     group = parser.add_argument_group(
@@ -103,8 +84,8 @@ def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a model parameter sent with every request; VALUE is JSON when it parses (repeatable)",
     )
-    group.add_argument("--timeout", metavar="SECONDS", type=_positive_float, help="total time allowed per request")
-    group.add_argument("--max-retries", metavar="N", type=_non_negative_int, help="retries per request (default 2)")
+    group.add_argument("--timeout", metavar="SECONDS", type=positive_seconds, help="total time allowed per request")
+    group.add_argument("--max-retries", metavar="N", type=non_negative_int, help="retries per request (default 2)")
     group.add_argument("--api-key-file", metavar="PATH", help="read the key from this file (first line)")
 
 

@@ -18,6 +18,7 @@ import orjson
 
 from azml_client._exceptions import AzureMLError, ConfigurationError
 from azml_client._version import __version__
+from azml_client.cli._argtypes import positive_int, probability, seconds
 from azml_client.cli._batch import (
     DEFAULT_CONCURRENCY,
     DEFAULT_GRACE,
@@ -57,36 +58,6 @@ attempts and latency_ms, written (and flushed) as each finishes. After a crash o
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``azml`` argument parser, with one sub-command per command."""
     parser = argparse.ArgumentParser(
@@ -124,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--concurrency",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CONCURRENCY,
         help=f"requests in flight at once (default {DEFAULT_CONCURRENCY})",
     )
@@ -144,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--grace",
         metavar="SECONDS",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_GRACE,
         help=f"after Ctrl-C, how long requests in flight may finish (default {DEFAULT_GRACE:g})",
     )
@@ -159,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mock.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     mock.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    mock.add_argument("--latency", type=_seconds, default=0.0, help="seconds slept before each answer")
-    mock.add_argument("--fault-rate", type=_rate, default=0.0, help="probability of a random fault per request")
+    mock.add_argument("--latency", type=seconds, default=0.0, help="seconds slept before each answer")
+    mock.add_argument("--fault-rate", type=probability, default=0.0, help="probability of a random fault per request")
     mock.add_argument(
         "--fault-kinds",
         metavar="KINDS",
@@ -182,10 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the endpoint emulator in-process, with injected transient faults, and push a batch "
         "of prompts through the real client: progress, summary and a few outputs.",
     )
-    demo.add_argument("--count", type=_positive_int, default=3000, help="prompts to send (default 3000)")
-    demo.add_argument("--concurrency", type=_positive_int, default=64, help="requests in flight (default 64)")
-    demo.add_argument("--fault-rate", type=_rate, default=0.05, help="transient faults per request (default 0.05)")
-    demo.add_argument("--latency", type=_seconds, default=0.01, help="emulator latency in seconds (default 0.01)")
+    demo.add_argument("--count", type=positive_int, default=3000, help="prompts to send (default 3000)")
+    demo.add_argument("--concurrency", type=positive_int, default=64, help="requests in flight (default 64)")
+    demo.add_argument(
+        "--fault-rate", type=probability, default=0.05, help="transient faults per request (default 0.05)"
+    )
+    demo.add_argument("--latency", type=seconds, default=0.01, help="emulator latency in seconds (default 0.01)")
     demo.add_argument("--output", metavar="OUT", help="keep the results in this JSONL file")
     demo.set_defaults(handler=_demo)
     return parser
