@@ -28,6 +28,7 @@ lint: $(STAMP_DEV)
 
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy --strict azml_client
+	$(BIN)/mypy --strict tests/typing_api.py
 
 pytest: $(STAMP_DEV)
 	$(BIN)/python -m pytest -q

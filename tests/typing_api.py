@@ -1,0 +1,48 @@
+"""Type-checked, never run: the public API's types as a user's code sees them (mypy --strict in `make test`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import azml_client as az
+
+
+async def async_surface(llm: az.LLM, chat: az.ChatModel, client: az.EndpointClient) -> None:
+    text: str = await llm.ainvoke("prompt", stop=["\n"], temperature=0.2)
+    completion: az.Completion = await llm.acomplete("prompt", timeout=30)
+    usage: az.Usage | None = completion.usage
+    results: list[str | Exception] = await llm.abatch(["a", "b"], max_concurrency=8, return_exceptions=True)
+    pairs: AsyncIterator[tuple[int, object]] = llm.abatch_as_completed(iter(["a"]))
+    pieces: AsyncIterator[str] = llm.astream("prompt")
+    answer: az.ChatResult = await chat.ainvoke([("system", "Be brief."), ("user", "Hi")], max_tokens=5)
+    calls: tuple[az.ToolCall, ...] = answer.tool_calls
+    content: str = answer.content
+    chunks: AsyncIterator[az.ChatChunk] = chat.astream(az.Message("user", "Hi"))
+    response: az.Response = await client.post({"inputs": {"input_string": ["x"]}})
+    status: int = response.status
+    attempts: int = response.attempts
+    del text, usage, results, pairs, pieces, calls, content, chunks, status, attempts
+
+
+def sync_surface(llm: az.LLM, chat: az.ChatModel) -> None:
+    text: str = llm.invoke("prompt")
+    completion: az.Completion = llm.complete("prompt")
+    texts: list[str | Exception] = llm.batch(["a"])
+    pieces: Iterator[str] = llm.stream("prompt")
+    answer: az.ChatResult = chat.invoke("Hi")
+    chunks: Iterator[az.ChatChunk] = chat.stream("Hi")
+    model: az.LLM | az.ChatModel = az.load("model.json", api_key="k")
+    policy: az.RetryPolicy = az.RetryPolicy(max_retries=5).none()
+    timeout: az.Timeout = az.Timeout(total=60, connect=5, read=30)
+    names: list[str] = az.list_formatters()
+    formatter: az.ContentFormatterBase = az.get_formatter("gpt2", legacy_escaping=True)
+    del text, completion, texts, pieces, answer, chunks, model, policy, timeout, names, formatter
+
+
+def errors(exc: az.AzureMLError) -> None:
+    if isinstance(exc, az.RateLimitError):
+        wait: float | None = exc.retry_after
+        code: int = exc.status_code
+        body: bytes = exc.body
+        request_id: str | None = exc.request_id
+        del wait, code, body, request_id
