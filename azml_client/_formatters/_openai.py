@@ -6,7 +6,8 @@ Every function checks each value's type before using it, so a body of the wrong 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -105,16 +106,9 @@ def parse_completion_body(fmt: ContentFormatterBase, data: Any, body: bytes, sta
 
     Every choice is kept; the first one gives ``text``, ``finish_reason`` and ``logprobs``.
     """
-    try:
-        choices = _choices(data)
-        usage = _usage(data)
-        if not choices:
-            if usage is None:
-                raise _Bad("the answer has no choices")
-            return Completion(text="", usage=usage, raw=data)
-        parsed = tuple(_completion_choice(position, choice) for position, choice in enumerate(choices))
-    except _Bad as exc:
-        raise _fail(fmt, exc, body, status, data) from None
+    parsed, usage = _read_choices(fmt, data, body, status, _completion_choice)
+    if not parsed:
+        return Completion(text="", usage=usage, raw=data)
     first = parsed[0]
     return Completion(
         text=first.text,
@@ -124,6 +118,27 @@ def parse_completion_body(fmt: ContentFormatterBase, data: Any, body: bytes, sta
         choices=parsed,
         logprobs=first.logprobs,
     )
+
+
+_Choice = TypeVar("_Choice")
+
+
+def _read_choices(
+    fmt: ContentFormatterBase,
+    data: Any,
+    body: bytes | str,
+    status: int | None,
+    parse_one: Callable[[int, Any], _Choice],
+) -> tuple[tuple[_Choice, ...], Usage | None]:
+    """Every choice of an OpenAI-style answer, and its usage; no choices is an answer only when usage came."""
+    try:
+        choices = _choices(data)
+        usage = _usage(data)
+        if not choices and usage is None:
+            raise _Bad("the answer has no choices")
+        return tuple(parse_one(position, choice) for position, choice in enumerate(choices)), usage
+    except _Bad as exc:
+        raise _fail(fmt, exc, body, status, data) from None
 
 
 def _tool_call(where: str, raw: Any) -> ToolCall:
@@ -203,18 +218,11 @@ def parse_chat_body(fmt: ContentFormatterBase, data: Any, body: bytes, status: i
 
     Every choice is kept, with its tool calls; the first one gives ``message`` and ``finish_reason``.
     """
-    try:
-        choices = _choices(data)
-        usage = _usage(data)
-        model = data.get("model")
-        model = model if isinstance(model, str) else None
-        if not choices:
-            if usage is None:
-                raise _Bad("the answer has no choices")
-            return ChatResult(message=Message("assistant", ""), usage=usage, raw=data, model=model)
-        parsed = tuple(_chat_choice(position, choice) for position, choice in enumerate(choices))
-    except _Bad as exc:
-        raise _fail(fmt, exc, body, status, data) from None
+    parsed, usage = _read_choices(fmt, data, body, status, _chat_choice)
+    model = data.get("model")
+    model = model if isinstance(model, str) else None
+    if not parsed:
+        return ChatResult(message=Message("assistant", ""), usage=usage, raw=data, model=model)
     first = parsed[0]
     return ChatResult(
         message=first.message,

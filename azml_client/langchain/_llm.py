@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -30,14 +31,18 @@ __all__ = ["AzureMLOnlineEndpoint"]
 _BATCH_LIMIT: Final[contextvars.ContextVar[int | None]] = contextvars.ContextVar("azml_batch_limit", default=None)
 
 
-def _without_limit(
-    config: RunnableConfig | list[RunnableConfig] | None, count: int
-) -> tuple[list[RunnableConfig], int | None]:
+@contextlib.contextmanager
+def _batch_window(config: RunnableConfig | list[RunnableConfig] | None, count: int) -> Iterator[list[RunnableConfig]]:
+    """Take ``max_concurrency`` out of the configs (no rounds) and make it this batch's in-flight cap."""
     configs = get_config_list(config, count)
     limit = configs[0].get("max_concurrency") if configs else None
-    if limit is None:
-        return configs, None
-    return [{**each, "max_concurrency": None} for each in configs], limit
+    if limit is not None:
+        configs = [{**each, "max_concurrency": None} for each in configs]
+    token = _BATCH_LIMIT.set(limit)
+    try:
+        yield configs
+    finally:
+        _BATCH_LIMIT.reset(token)
 
 
 class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
@@ -113,12 +118,8 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
         **kwargs: Any,
     ) -> list[str]:
         """Complete every input; ``max_concurrency`` in the config caps requests in flight over the whole batch."""
-        configs, limit = _without_limit(config, len(inputs))
-        token = _BATCH_LIMIT.set(limit)
-        try:
+        with _batch_window(config, len(inputs)) as configs:
             return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
-        finally:
-            _BATCH_LIMIT.reset(token)
 
     async def abatch(
         self,
@@ -129,12 +130,8 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
         **kwargs: Any,
     ) -> list[str]:
         """Complete every input concurrently; ``max_concurrency`` caps requests in flight (a sliding window)."""
-        configs, limit = _without_limit(config, len(inputs))
-        token = _BATCH_LIMIT.set(limit)
-        try:
+        with _batch_window(config, len(inputs)) as configs:
             return await super().abatch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
-        finally:
-            _BATCH_LIMIT.reset(token)
 
     # ------------------------------------------------------------------ calls
 
