@@ -7,7 +7,6 @@ chat answer, with every choice, tool calls, usage and model. Dedicated:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -15,7 +14,7 @@ from azml_client._config import ApiType
 from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import _openai
 from azml_client._formatters._base import ChatContentFormatterBase, _coerce_api_type, as_messages
-from azml_client._formatters._registry import _declare_deprecated_class, register_formatter
+from azml_client._formatters._registry import DeprecatedFormatterAlias, register_formatter
 from azml_client._types import ChatChoice, ChatChunk, ChatResult, Message
 
 __all__ = [
@@ -174,19 +173,8 @@ class CustomOpenAIChatContentFormatter(ChatContentFormatterBase):
         return wire
 
 
-class LlamaChatContentFormatter(CustomOpenAIChatContentFormatter):
+class LlamaChatContentFormatter(DeprecatedFormatterAlias, CustomOpenAIChatContentFormatter, canonical="openai-chat"):
     """Deprecated alias of :class:`CustomOpenAIChatContentFormatter` (formatter name ``llama-chat``)."""
-
-    def __init__(self, *, legacy_escaping: bool = False) -> None:
-        warnings.warn(
-            "LlamaChatContentFormatter is deprecated; use CustomOpenAIChatContentFormatter (formatter 'openai-chat')",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        super().__init__(legacy_escaping=legacy_escaping)
-
-
-_declare_deprecated_class(LlamaChatContentFormatter, "openai-chat")
 
 
 @register_formatter("mistral-chat")

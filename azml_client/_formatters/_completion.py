@@ -7,7 +7,6 @@ encoded by ``json.dumps`` with its default separators.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -15,7 +14,7 @@ from azml_client._config import ApiType
 from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import _openai
 from azml_client._formatters._base import ContentFormatterBase, _coerce_api_type
-from azml_client._formatters._registry import _declare_deprecated_class, register_formatter
+from azml_client._formatters._registry import DeprecatedFormatterAlias, register_formatter
 from azml_client._types import Completion, CompletionChoice, CompletionChunk
 
 __all__ = [
@@ -131,19 +130,8 @@ class GPT2ContentFormatter(_BuiltinCompletionFormatter):
         return _parse_zero_key(self, body, api_type, status, "gpt2")
 
 
-class OSSContentFormatter(GPT2ContentFormatter):
+class OSSContentFormatter(DeprecatedFormatterAlias, GPT2ContentFormatter, canonical="gpt2"):
     """Deprecated alias of :class:`GPT2ContentFormatter` (formatter name ``oss``); emits a DeprecationWarning."""
-
-    def __init__(self, *, legacy_escaping: bool = False) -> None:
-        warnings.warn(
-            "OSSContentFormatter is deprecated; use GPT2ContentFormatter (formatter 'gpt2')",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        super().__init__(legacy_escaping=legacy_escaping)
-
-
-_declare_deprecated_class(OSSContentFormatter, "gpt2")
 
 
 @register_formatter("hf")
@@ -248,19 +236,8 @@ class CustomOpenAIContentFormatter(_BuiltinCompletionFormatter):
         return _parse_zero_key(self, body, api_type, status, "dedicated")
 
 
-class LlamaContentFormatter(CustomOpenAIContentFormatter):
+class LlamaContentFormatter(DeprecatedFormatterAlias, CustomOpenAIContentFormatter, canonical="openai"):
     """Deprecated alias of :class:`CustomOpenAIContentFormatter` (formatter name ``llama``)."""
-
-    def __init__(self, *, legacy_escaping: bool = False) -> None:
-        warnings.warn(
-            "LlamaContentFormatter is deprecated; use CustomOpenAIContentFormatter (formatter 'openai')",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        super().__init__(legacy_escaping=legacy_escaping)
-
-
-_declare_deprecated_class(LlamaContentFormatter, "openai")
 
 
 def _parse_zero_key(

@@ -157,6 +157,39 @@ def _declare_deprecated_class(cls: type[ContentFormatterBase], canonical: str) -
         _REGISTRY.names[cls] = canonical
 
 
+class DeprecatedFormatterAlias(ContentFormatterBase):
+    """Base of the seed's deprecated formatter class names: making one warns, and it saves as ``canonical``.
+
+    Put it first among the bases and name the formatter it stands for::
+
+        class OSSContentFormatter(DeprecatedFormatterAlias, GPT2ContentFormatter, canonical="gpt2"): ...
+
+    A subclass of such a class inherits its canonical name and its warning.
+    """
+
+    _canonical: str
+    _replacement: str
+
+    def __init_subclass__(cls, *, canonical: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if canonical is not None:
+            cls._canonical = canonical
+            cls._replacement = next(
+                base.__name__ for base in cls.__bases__ if not issubclass(base, DeprecatedFormatterAlias)
+            )
+        if not hasattr(cls, "_canonical"):
+            raise TypeError(f"{cls.__name__} needs canonical='<formatter name>'")
+        _declare_deprecated_class(cls, cls._canonical)
+
+    def __init__(self, *, legacy_escaping: bool = False) -> None:
+        warnings.warn(
+            f"{type(self).__name__} is deprecated; use {self._replacement} (formatter {self._canonical!r})",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(legacy_escaping=legacy_escaping)
+
+
 def register_formatter(
     name: str,
     *,

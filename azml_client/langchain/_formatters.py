@@ -294,5 +294,4 @@ class MistralChatContentFormatter(CustomOpenAIChatContentFormatter, core.Mistral
 for _cls in (CustomOpenAIChatContentFormatter, LlamaChatContentFormatter, MistralChatContentFormatter):
     _mark_built_in(_cls)
 _declare_deprecated_class(CustomOpenAIChatContentFormatter, "openai-chat")
-_declare_deprecated_class(LlamaChatContentFormatter, "openai-chat")
 _declare_deprecated_class(MistralChatContentFormatter, "mistral-chat")
