@@ -276,6 +276,19 @@ class ContentFormatterBase:
         payload = _call(self.format_request_payload, self._request_api_type, (prompt, kwargs), api_type)
         return _payload_bytes(payload, self.name)
 
+    def _user_text(self, body: bytes, api_type: ApiType, status: int, what: str) -> tuple[Any, str]:
+        """Call the user's ``format_response_payload``; return its output and the text in it."""
+        output = self._call_user_parser(body, api_type, status)
+        text = _text_of(output)
+        if text is None:
+            raise self._response_error(
+                f"format_response_payload returned {type(output).__name__}, not {what} (a str)",
+                body,
+                status,
+                api_type=api_type,
+            )
+        return output, text
+
     def parse_response(self, body: bytes, api_type: ApiType, *, status: int = 200) -> Completion:
         """Return the :class:`Completion` in an answer body.
 
@@ -285,15 +298,7 @@ class ContentFormatterBase:
         Raises:
             ResponseFormatError: the body does not fit the formatter.
         """
-        output = self._call_user_parser(body, api_type, status)
-        text = _text_of(output)
-        if text is None:
-            raise self._response_error(
-                f"format_response_payload returned {type(output).__name__}, not the generated text (a str)",
-                body,
-                status,
-                api_type=api_type,
-            )
+        output, text = self._user_text(body, api_type, status, "the generated text")
         info = _generation_info(output)
         finish_reason = info.get("finish_reason")
         finish_reason = finish_reason if isinstance(finish_reason, str) else None
@@ -486,15 +491,7 @@ class ChatContentFormatterBase(ContentFormatterBase):
         Raises:
             ResponseFormatError: the body does not fit the formatter.
         """
-        output = self._call_user_parser(body, api_type, status)
-        text = _text_of(output)
-        if text is None:
-            raise self._response_error(
-                f"format_response_payload returned {type(output).__name__}, not the answer's text (a str)",
-                body,
-                status,
-                api_type=api_type,
-            )
+        output, text = self._user_text(body, api_type, status, "the answer's text")
         finish_reason = _generation_info(output).get("finish_reason")
         finish_reason = finish_reason if isinstance(finish_reason, str) else None
         message = Message("assistant", text)
