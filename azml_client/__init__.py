@@ -16,6 +16,7 @@ from azml_client._exceptions import (
     AzureMLError,
     BadRequestError,
     ConfigurationError,
+    CredentialError,
     ModelError,
     NotFoundError,
     PermissionDeniedError,
@@ -24,6 +25,7 @@ from azml_client._exceptions import (
     ResponseFormatError,
     ResponseTooLargeError,
     ServerError,
+    StreamConsumedError,
     UnprocessableEntityError,
 )
 from azml_client._formatters import (
@@ -43,8 +45,9 @@ from azml_client._formatters import (
     register_formatter,
 )
 from azml_client._models import LLM, ChatModel, load
-from azml_client._transport import EndpointClient, EventStream, Response, ServerSentEvent
+from azml_client._transport import Attempt, ClientStats, EndpointClient, EventStream, Response, ServerSentEvent
 from azml_client._types import (
+    CallInfo,
     ChatChoice,
     ChatChunk,
     ChatResult,
@@ -63,19 +66,23 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "ApiType",
+    "Attempt",
     "AuthenticationError",
     "AzureMLError",
     "BadRequestError",
+    "CallInfo",
     "ChatChoice",
     "ChatChunk",
     "ChatContentFormatterBase",
     "ChatModel",
     "ChatResult",
+    "ClientStats",
     "Completion",
     "CompletionChoice",
     "CompletionChunk",
     "ConfigurationError",
     "ContentFormatterBase",
+    "CredentialError",
     "CustomOpenAIChatContentFormatter",
     "CustomOpenAIContentFormatter",
     "DollyContentFormatter",
@@ -99,6 +106,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "ServerSentEvent",
+    "StreamConsumedError",
     "Timeout",
     "ToolCall",
     "UnprocessableEntityError",

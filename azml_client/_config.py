@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from azml_client._exceptions import ConfigurationError
+from azml_client._exceptions import APIConnectionError, APIStatusError, AzureMLError, ConfigurationError
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -207,29 +207,48 @@ class RetryPolicy:
         return cls(max_retries=0)
 
     def backoff(self, retry: int, rand: float | None = None) -> float:
-        """Return the backoff in seconds before retry number ``retry`` (1-based), by the formula above."""
-        base = min(self.initial_delay * (2.0 ** max(retry - 1, 0)), self.max_delay)
+        """Return the backoff in seconds before retry number ``retry`` (1-based), by the formula above.
+
+        The exponent is clamped, so retry 10,000 waits ``max_delay`` instead of overflowing.
+        """
+        exponent = min(max(retry - 1, 0), 64)
+        base = min(self.initial_delay * (2.0**exponent), self.max_delay)
         u = random.random() if rand is None else rand
         return base * (1.0 - self.jitter * u)
 
-    def delay_for(self, retry: int, headers: Mapping[str, str] | None = None) -> float:
-        """Return the wait before retry ``retry``: the server's Retry-After when given, else the backoff.
+    def next_delay(self, retries: int, error: AzureMLError, remaining: float | None = None) -> float | None:
+        """Return how long to wait before trying again after ``error``, or ``None`` to give up.
 
-        The caller checks :meth:`retry_after_too_long` first; this never returns more than
-        ``max_retry_after``.
+        Args:
+            retries: the retries already made (0 after the first attempt failed).
+            error: what the last attempt ended with.
+            remaining: the seconds left of the call's total timeout (``None``: no total timeout).
+
+        Gives up when ``max_retries`` are used, when the error is not retryable (a status outside
+        ``retry_statuses``, a connection error with ``retry_connection_errors`` off, a TLS failure...), when the
+        server asks for a wait longer than ``max_retry_after``, or when the wait would outlast ``remaining``.
+        The wait is the server's Retry-After when it gave one, else :meth:`backoff`.
         """
-        if headers is not None:
-            asked = parse_retry_after(headers)
-            if asked is not None:
-                return min(asked, self.max_retry_after)
-        return self.backoff(retry)
-
-    def retry_after_too_long(self, headers: Mapping[str, str]) -> float | None:
-        """Return the requested wait when it is above ``max_retry_after``, else ``None``."""
-        asked = parse_retry_after(headers)
-        if asked is not None and asked > self.max_retry_after:
-            return asked
-        return None
+        if retries >= self.max_retries:
+            return None
+        delay: float | None = None
+        if isinstance(error, APIStatusError):
+            if error.status_code not in self.retry_statuses:
+                return None
+            if error.retry_after is not None:
+                if error.retry_after > self.max_retry_after:
+                    return None
+                delay = error.retry_after
+        elif isinstance(error, APIConnectionError):
+            if not error.retryable or not self.retry_connection_errors:
+                return None
+        else:
+            return None
+        if delay is None:
+            delay = self.backoff(retries + 1)
+        if remaining is not None and delay >= remaining:
+            return None
+        return delay
 
     def should_retry_status(self, status: int) -> bool:
         """Whether an answer with this status may be retried."""

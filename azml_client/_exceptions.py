@@ -4,6 +4,8 @@ Every error the SDK raises on purpose derives from :class:`AzureMLError`::
 
     AzureMLError
     ├── ConfigurationError        bad settings or input; raised before any request is sent (also a ValueError)
+    ├── CredentialError           the credential gave no token; nothing was sent
+    ├── StreamConsumedError       an event stream was iterated a second time (also a RuntimeError)
     ├── ResponseFormatError       the answer does not fit the formatter
     ├── APIConnectionError        the request did not get a whole HTTP answer
     │   ├── APITimeoutError       ... because a timeout ran out
@@ -16,7 +18,7 @@ Every error the SDK raises on purpose derives from :class:`AzureMLError`::
         ├── RequestTooLargeError      413
         ├── UnprocessableEntityError  422
         ├── ModelError                424 (the model container failed)
-        ├── RateLimitError            429 and 408
+        ├── RateLimitError            429
         └── ServerError               >= 500
 """
 
@@ -35,6 +37,7 @@ __all__ = [
     "AzureMLError",
     "BadRequestError",
     "ConfigurationError",
+    "CredentialError",
     "ModelError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -43,6 +46,7 @@ __all__ = [
     "ResponseFormatError",
     "ResponseTooLargeError",
     "ServerError",
+    "StreamConsumedError",
     "UnprocessableEntityError",
     "status_error_for",
 ]
@@ -66,6 +70,21 @@ class AzureMLError(Exception):
 
 class ConfigurationError(AzureMLError, ValueError):
     """Bad settings or input, detected before any request leaves the machine."""
+
+
+class CredentialError(AzureMLError):
+    """The credential failed to give a token (or gave something that is not one); no request was sent.
+
+    The credential's own exception is the ``__cause__``; its message is not repeated here, since credential
+    errors may quote secrets.
+    """
+
+
+class StreamConsumedError(AzureMLError, RuntimeError):
+    """An :class:`~azml_client.EventStream` was iterated again after its first iteration began.
+
+    A stream's events are read from the connection once; make a new call to read them again.
+    """
 
 
 class ResponseFormatError(AzureMLError):
@@ -109,7 +128,11 @@ class APIConnectionError(AzureMLError):
     Attributes:
         url: the URL that was called.
         attempts: how many attempts were made before giving up.
+        retryable: whether sending the request again may help (False for a failed TLS verification or an
+            answer over ``max_response_size``).
     """
+
+    retryable: bool = True
 
     def __init__(self, message: str, *, url: str = "", attempts: int = 1) -> None:
         self.url = url
@@ -208,7 +231,7 @@ class ModelError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429 (or 408): throttled; ``retry_after`` holds the wait the server asked for, when it said."""
+    """429: throttled; ``retry_after`` holds the wait the server asked for, when it said."""
 
 
 class ServerError(APIStatusError):
@@ -218,13 +241,14 @@ class ServerError(APIStatusError):
 class ResponseTooLargeError(APIConnectionError):
     """The answer's body is larger than the client's ``max_response_size``; it was not read."""
 
+    retryable = False
+
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
-    408: RateLimitError,
     413: RequestTooLargeError,
     422: UnprocessableEntityError,
     424: ModelError,

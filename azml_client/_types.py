@@ -11,6 +11,7 @@ from azml_client._exceptions import ConfigurationError
 
 __all__ = [
     "ROLES",
+    "CallInfo",
     "ChatChoice",
     "ChatChunk",
     "ChatResult",
@@ -181,6 +182,27 @@ def to_messages(messages: MessagesInput) -> list[Message]:
 
 
 @attrs.frozen(slots=True)
+class CallInfo:
+    """What the HTTP call behind a result did: set by the model layer on ``result.call``.
+
+    Attributes:
+        status: the answer's HTTP status.
+        attempts: how many attempts the call took (1 when it was not retried).
+        request_id: the endpoint's request id, when the answer carried one.
+        deployment: the deployment that answered (``azureml-model-deployment``), when the endpoint said.
+        elapsed: seconds from the first attempt to the end of the answer (to its headers, for a stream).
+        headers: the answer's headers (a case-insensitive mapping).
+    """
+
+    status: int
+    attempts: int = 1
+    request_id: str | None = None
+    deployment: str | None = None
+    elapsed: float = 0.0
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
+
+
+@attrs.frozen(slots=True)
 class CompletionChoice:
     """One of the ``n`` texts a completion call returned."""
 
@@ -200,6 +222,8 @@ class Completion:
     raw: Any = attrs.field(default=None, repr=False, eq=False)
     choices: tuple[CompletionChoice, ...] = ()
     logprobs: Any = attrs.field(default=None, repr=False)
+    #: The HTTP call behind this result (set by the model layer; ``None`` from a formatter alone).
+    call: CallInfo | None = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen(slots=True)
@@ -212,6 +236,8 @@ class CompletionChunk:
     raw: Any = attrs.field(default=None, repr=False, eq=False)
     #: Which of the ``n`` choices this piece belongs to.
     index: int = 0
+    #: The HTTP call behind the stream, on its first chunk (``None`` on the others).
+    call: CallInfo | None = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen(slots=True)
@@ -237,6 +263,8 @@ class ChatResult:
     choices: tuple[ChatChoice, ...] = ()
     raw: Any = attrs.field(default=None, repr=False, eq=False)
     model: str | None = None
+    #: The HTTP call behind this result (set by the model layer; ``None`` from a formatter alone).
+    call: CallInfo | None = attrs.field(default=None, repr=False, eq=False)
 
     @property
     def content(self) -> str:
@@ -277,3 +305,5 @@ class ChatChunk:
     raw: Any = attrs.field(default=None, repr=False, eq=False)
     #: Which of the ``n`` choices this piece belongs to.
     index: int = 0
+    #: The HTTP call behind the stream, on its first chunk (``None`` on the others).
+    call: CallInfo | None = attrs.field(default=None, repr=False, eq=False)

@@ -6,39 +6,60 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
-from azml_client._config import TimeoutLike
+from azml_client._config import ApiType, TimeoutLike
 from azml_client._exceptions import ConfigurationError
-from azml_client._formatters import ContentFormatterBase, resolve_formatter
+from azml_client._formatters import ContentFormatterBase, registered_name, resolve_formatter
 from azml_client._models._batch import check_concurrency, run_as_completed, run_batch
-from azml_client._models._sync import LoopThread
-from azml_client._transport import NON_SSE_EVENT, EndpointClient, Route
+from azml_client._models._sync import LoopThread, existing_runner, runner_for
+from azml_client._transport import NON_SSE_EVENT, EndpointClient, EventStream, Response, Route
+from azml_client._types import CallInfo
 
-__all__ = ["ModelBase"]
+__all__ = ["ModelBase", "call_info"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 Self = TypeVar("Self", bound="ModelBase[Any, Any]")
 
-_MISSING: Any = object()
+
+def call_info(answer: Response | EventStream) -> CallInfo:
+    """Describe the HTTP call behind an answer (a whole Response, or an event stream whose headers arrived)."""
+    headers = answer.headers
+    return CallInfo(
+        status=answer.status or 0,
+        attempts=answer.attempts,
+        request_id=answer.request_id,
+        deployment=headers.get("azureml-model-deployment"),
+        elapsed=answer.elapsed,
+        headers=headers,
+    )
 
 
-def _finalize(thread: LoopThread, client: EndpointClient | None) -> None:
-    """What a model left unclosed releases when it is collected (or at exit): its thread and its client."""
-    if client is not None and thread.running:
-        thread.stop(client.aclose)
+_R = TypeVar("_R")
+
+
+def with_call(result: _R, answer: Response | EventStream) -> _R:
+    """Set ``result.call`` on a result the formatter has just built and nobody else has seen yet."""
+    # The result classes are frozen for their users; filling in the one field the formatter cannot know,
+    # before the result leaves the model layer, is cheaper than copying it with attrs.evolve.
+    object.__setattr__(result, "call", call_info(answer))
+    return result
+
+
+def _release_owned(client: EndpointClient) -> None:
+    """What a model that made its own client releases when it is collected unclosed (or at exit)."""
+    runner = existing_runner(client)
+    if runner is not None and runner.running:
+        runner.stop(client.aclose)
     else:
-        thread.stop()
-        if client is not None:
-            client.discard_sessions()
+        client.discard_sessions()
 
 
 class ModelBase(Generic[In, Out]):
     """Shared machinery of :class:`~azml_client.LLM` and :class:`~azml_client.ChatModel`."""
 
     _kind: Literal["completion", "chat"]
-    _default_formatter: str
 
     def __init__(
         self,
@@ -69,7 +90,7 @@ class ModelBase(Generic[In, Out]):
             except TypeError as exc:
                 raise ConfigurationError(f"unknown option: {exc}") from None
             self._owns_client = True
-        fmt = resolve_formatter(formatter if formatter is not None else self._default_formatter)
+        fmt = resolve_formatter(formatter if formatter is not None else self._default_formatter(self._client.api_type))
         if fmt.kind != self._kind:
             other = "ChatModel" if fmt.kind == "chat" else "LLM"
             raise ConfigurationError(
@@ -85,10 +106,19 @@ class ModelBase(Generic[In, Out]):
             raise ConfigurationError("timeout is a transport setting: pass timeout=, not model_kwargs={'timeout': ...}")
         self._batch_concurrency = check_concurrency(max_batch_concurrency)
         self._headers: Mapping[str, str] = {"Content-Type": fmt.content_type, "Accept": fmt.accepts}
-        self._loop_thread = LoopThread()
-        self._finalizer = weakref.finalize(
-            self, _finalize, self._loop_thread, self._client if self._owns_client else None
-        )
+        # A stream must ask for text/event-stream, whatever the formatter accepts for whole answers.
+        self._stream_headers: Mapping[str, str] = {"Content-Type": fmt.content_type}
+        self._finalizer = weakref.finalize(self, _release_owned, self._client) if self._owns_client else None
+
+    @classmethod
+    def _default_formatter(cls, api_type: ApiType) -> str:
+        """The registered name of the formatter used when none is given."""
+        raise NotImplementedError
+
+    @property
+    def _runner(self) -> LoopThread:
+        """The client's sync runner, on which every sync twin runs its coroutine."""
+        return runner_for(self._client)
 
     # ------------------------------------------------------------------ properties
 
@@ -130,25 +160,68 @@ class ModelBase(Generic[In, Out]):
 
     async def _stream_payloads(
         self, body: bytes, route: Route, timeout: TimeoutLike | None
-    ) -> AsyncGenerator[tuple[bool, str], None]:
-        """Yield ``(False, data)`` for each event of a streaming call until ``[DONE]``.
+    ) -> AsyncGenerator[tuple[bool, str, CallInfo | None], None]:
+        """Yield ``(False, data, call)`` for each chunk event of a streaming call until ``[DONE]``.
 
-        An endpoint that ignored ``stream`` and answered with a whole body gives one ``(True, body)``.
+        ``call`` describes the HTTP call on the first item and is ``None`` after. An endpoint that ignored
+        ``stream`` and answered with a whole body gives one ``(True, body, call)``. Events that are not chunks
+        (a keep-alive ``event: ping``) are skipped.
         """
-        async with self._client.stream(body, route=route, headers=self._headers, timeout=timeout) as events:
+        first = True
+        async with self._client.stream(body, route=route, headers=self._stream_headers, timeout=timeout) as events:
             async for event in events:
+                call = call_info(events) if first else None
                 if event.event == NON_SSE_EVENT:
-                    yield True, event.data
+                    yield True, event.data, call
                     return
+                if event.event != "message":
+                    continue
                 if event.data == "[DONE]":
                     return
-                yield False, event.data
+                first = False
+                yield False, event.data, call
 
     # ------------------------------------------------------------------ batching
 
     async def _one(self, item: In, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> Out:
         """Run one input with already merged model kwargs (what a batch calls per input)."""
         raise NotImplementedError
+
+    @overload
+    async def abatch(
+        self,
+        inputs: Iterable[In],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: Literal[False] = ...,
+        stop: str | list[str] | None = ...,
+        timeout: TimeoutLike | None = ...,
+        **model_kwargs: Any,
+    ) -> list[Out]: ...
+
+    @overload
+    async def abatch(
+        self,
+        inputs: Iterable[In],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: Literal[True],
+        stop: str | list[str] | None = ...,
+        timeout: TimeoutLike | None = ...,
+        **model_kwargs: Any,
+    ) -> list[Out | Exception]: ...
+
+    @overload
+    async def abatch(
+        self,
+        inputs: Iterable[In],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: bool,
+        stop: str | list[str] | None = ...,
+        timeout: TimeoutLike | None = ...,
+        **model_kwargs: Any,
+    ) -> list[Out] | list[Out | Exception]: ...
 
     async def abatch(
         self,
@@ -159,11 +232,13 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
         **model_kwargs: Any,
-    ) -> list[Any]:
-        """Run every input concurrently (at most ``max_concurrency`` at once) and return results in input order.
+    ) -> list[Out] | list[Out | Exception]:
+        """Run every input concurrently (at most ``max_concurrency`` at once, default 32); results in input order.
 
-        With ``return_exceptions=True`` a failed input gets its exception at its index instead of failing the
-        whole batch; otherwise the first failure cancels the rest and is raised.
+        An :class:`LLM` returns the texts, a :class:`ChatModel` the :class:`ChatResult` objects. With
+        ``return_exceptions=True`` a failed input gets its exception at its index instead of failing the whole
+        batch; otherwise the first failure cancels the rest and is raised. Call-time ``model_kwargs`` and
+        ``stop`` apply to every input of this batch.
         """
         limit = check_concurrency(max_concurrency, self._batch_concurrency)
         merged = self._call_kwargs(stop, model_kwargs)
@@ -182,7 +257,7 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
         **model_kwargs: Any,
-    ) -> AsyncIterator[tuple[int, Any]]:
+    ) -> AsyncIterator[tuple[int, Out | Exception]]:
         """Yield ``(input index, result or exception)`` as each call finishes.
 
         ``inputs`` may be any iterable or async iterable and is read lazily, so memory stays flat however
@@ -191,6 +266,42 @@ class ModelBase(Generic[In, Out]):
         limit = check_concurrency(max_concurrency, self._batch_concurrency)
         merged = self._call_kwargs(stop, model_kwargs)
         return run_as_completed(lambda item: self._one(item, merged, timeout), inputs, max_concurrency=limit)
+
+    @overload
+    def batch(
+        self,
+        inputs: Iterable[In],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: Literal[False] = ...,
+        stop: str | list[str] | None = ...,
+        timeout: TimeoutLike | None = ...,
+        **model_kwargs: Any,
+    ) -> list[Out]: ...
+
+    @overload
+    def batch(
+        self,
+        inputs: Iterable[In],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: Literal[True],
+        stop: str | list[str] | None = ...,
+        timeout: TimeoutLike | None = ...,
+        **model_kwargs: Any,
+    ) -> list[Out | Exception]: ...
+
+    @overload
+    def batch(
+        self,
+        inputs: Iterable[In],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: bool,
+        stop: str | list[str] | None = ...,
+        timeout: TimeoutLike | None = ...,
+        **model_kwargs: Any,
+    ) -> list[Out] | list[Out | Exception]: ...
 
     def batch(
         self,
@@ -201,10 +312,10 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
         **model_kwargs: Any,
-    ) -> list[Any]:
+    ) -> list[Out] | list[Out | Exception]:
         """Sync twin of :meth:`abatch`."""
         items = list(inputs)
-        return self._loop_thread.run(
+        return self._runner.run(
             lambda: self.abatch(
                 items,
                 max_concurrency=max_concurrency,
@@ -223,9 +334,9 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
         **model_kwargs: Any,
-    ) -> Iterable[tuple[int, Any]]:
+    ) -> Iterable[tuple[int, Out | Exception]]:
         """Sync twin of :meth:`abatch_as_completed` (a sync iterable of inputs, read lazily)."""
-        return self._loop_thread.iterate(
+        return self._runner.iterate(
             lambda: self.abatch_as_completed(
                 inputs, max_concurrency=max_concurrency, stop=stop, timeout=timeout, **model_kwargs
             )
@@ -234,21 +345,20 @@ class ModelBase(Generic[In, Out]):
     # ------------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:
-        """Release the client (when this model created it) and the sync twins' thread."""
-        if self._owns_client:
+        """Close the client when this model created it (a shared ``client=`` is left open)."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
             await self._client.aclose()
-        self._finalizer.detach()
-        self._loop_thread.stop()
 
     def close(self) -> None:
         """Sync twin of :meth:`aclose`; safe to call from a script or inside a running loop."""
-        self._finalizer.detach()
-        if self._owns_client:
-            if not self._loop_thread.running:
-                self._loop_thread.run(_noop)
-            self._loop_thread.stop(self._client.aclose)
-        else:
-            self._loop_thread.stop()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            runner = existing_runner(self._client)
+            if runner is not None and runner.running:
+                runner.stop(self._client.aclose)
+            else:
+                self._client.close()
 
     async def __aenter__(self: Self) -> Self:
         return self
@@ -270,10 +380,27 @@ class ModelBase(Generic[In, Out]):
 
     def save(self, path: str | Path) -> None:
         """Write what is needed to rebuild this model (never a key or token) to a ``.json`` or ``.yaml`` file."""
-        from azml_client._models._persist import save_model
+        from azml_client._models._persist import ModelConfig, write_config  # cattrs only for those who save
 
-        save_model(self, Path(path))
-
-
-async def _noop() -> None:
-    return None
+        name = registered_name(self._formatter)
+        if name is None:
+            raise ConfigurationError(
+                f"formatter {type(self._formatter).__name__} is not registered, so a saved config could not name "
+                "it: register it with @azml_client.register_formatter('name') (or an 'azml_client.formatters' "
+                "entry point)"
+            )
+        client = self._client
+        config = ModelConfig(
+            kind="chat" if self._kind == "chat" else "llm",
+            endpoint_url=client.endpoint_url,
+            api_type=client.api_type,
+            deployment_name=client.deployment_name,
+            formatter=name,
+            legacy_escaping=bool(getattr(self._formatter, "legacy_escaping", False)),
+            model_kwargs=dict(self._model_kwargs),
+            timeout=client.timeout,
+            retry=client.retry,
+            max_connections=client.max_connections,
+            max_concurrency=client.max_concurrency,
+        )
+        write_config(config, Path(path))

@@ -40,7 +40,7 @@ async def run_batch(
     *,
     max_concurrency: int,
     return_exceptions: bool,
-) -> list[Out | BaseException]:
+) -> list[Out | Exception]:
     """Run ``call`` over ``inputs`` with at most ``max_concurrency`` in flight; results in input order.
 
     With ``return_exceptions=False`` the first failure cancels the calls still running and is raised;

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import aclosing
 from typing import Any, cast
 
 from azml_client._config import ApiType, TimeoutLike
 from azml_client._formatters import ContentFormatterBase
 from azml_client._formatters._base import ChatContentFormatterBase
-from azml_client._models._base import ModelBase
-from azml_client._transport import EndpointClient, Response
-from azml_client._types import ChatChunk, ChatResult, MessagesInput, to_messages
+from azml_client._models._base import ModelBase, with_call
+from azml_client._transport import EndpointClient
+from azml_client._types import CallInfo, ChatChunk, ChatResult, MessagesInput, to_messages
 
 __all__ = ["ChatModel"]
 
@@ -33,7 +33,10 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
     """
 
     _kind = "chat"
-    _default_formatter = "openai-chat"
+
+    @classmethod
+    def _default_formatter(cls, api_type: ApiType) -> str:
+        return "openai-chat"
 
     def __init__(
         self,
@@ -62,21 +65,12 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
         # ModelBase checked at construction that the formatter is a chat formatter.
         return cast(ChatContentFormatterBase, self._formatter)
 
-    async def _send(
-        self, messages: MessagesInput, kwargs: Mapping[str, Any], timeout: TimeoutLike | None
-    ) -> tuple[ChatResult, Response]:
-        api_type = self._client.api_type
-        body = self._chat_formatter.build_chat_request(to_messages(messages), kwargs, api_type)
-        response = await self._client.post(body, route="chat", headers=self._headers, timeout=timeout)
-        return self._chat_formatter.parse_chat_response(response.body, api_type, status=response.status), response
-
     async def _one(self, item: MessagesInput, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> ChatResult:
-        # What _send does, one coroutine shallower: a batch runs this once per conversation.
         api_type = self._client.api_type
         formatter = self._chat_formatter
         body = formatter.build_chat_request(to_messages(item), kwargs, api_type)
         response = await self._client.post(body, route="chat", headers=self._headers, timeout=timeout)
-        return formatter.parse_chat_response(response.body, api_type, status=response.status)
+        return with_call(formatter.parse_chat_response(response.body, api_type, status=response.status), response)
 
     async def ainvoke(
         self,
@@ -86,32 +80,11 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
         timeout: TimeoutLike | None = None,
         **model_kwargs: Any,
     ) -> ChatResult:
-        """Send the conversation and return the answer (all ``n`` choices, tool calls, usage).
+        """Send the conversation and return the answer (all ``n`` choices, tool calls, usage, and ``call``).
 
         Call-time ``model_kwargs`` and ``stop`` apply to this call only; ``timeout`` is a transport setting.
         """
-        result, _ = await self._send(messages, self._call_kwargs(stop, model_kwargs), timeout)
-        return result
-
-    async def abatch(
-        self,
-        inputs: Iterable[MessagesInput],
-        *,
-        max_concurrency: int | None = None,
-        return_exceptions: bool = False,
-        stop: str | list[str] | None = None,
-        timeout: TimeoutLike | None = None,
-        **model_kwargs: Any,
-    ) -> list[ChatResult | Exception]:
-        """Send every conversation concurrently (at most ``max_concurrency`` at once), results in input order."""
-        return await super().abatch(
-            inputs,
-            max_concurrency=max_concurrency,
-            return_exceptions=return_exceptions,
-            stop=stop,
-            timeout=timeout,
-            **model_kwargs,
-        )
+        return await self._one(messages, self._call_kwargs(stop, model_kwargs), timeout)
 
     async def astream(
         self,
@@ -124,23 +97,28 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
         """Yield the answer as it is generated: text deltas, then finish_reason and usage when known.
 
         Usage comes when asked with ``stream_options={"include_usage": True}``. A dedicated endpoint does not
-        stream: its whole answer comes as one chunk.
+        stream: its whole answer comes as one chunk. The first chunk's ``call`` describes the HTTP call.
         """
         kwargs = self._call_kwargs(stop, model_kwargs)
         api_type = self._client.api_type
         formatter = self._chat_formatter
         if api_type is ApiType.dedicated:
-            result, _ = await self._send(messages, kwargs, timeout)
-            yield _whole_answer_chunk(result)
+            result = await self._one(messages, kwargs, timeout)
+            yield _whole_answer_chunk(result, result.call)
             return
         body = formatter.build_chat_request(to_messages(messages), kwargs, api_type, stream=True)
+        pending: CallInfo | None = None
         async with aclosing(self._stream_payloads(body, "chat", timeout)) as payloads:
-            async for whole, data in payloads:
+            async for whole, data, call in payloads:
+                pending = call or pending
                 if whole:
-                    yield _whole_answer_chunk(formatter.parse_chat_response(data.encode(), api_type))
+                    yield _whole_answer_chunk(formatter.parse_chat_response(data.encode(), api_type), pending)
                     return
                 chunk = formatter.parse_chat_stream_event(data, api_type)
                 if chunk is not None:
+                    if pending is not None:
+                        object.__setattr__(chunk, "call", pending)  # see with_call: a fresh chunk
+                        pending = None
                     yield chunk
 
     # ------------------------------------------------------------------ sync twins
@@ -154,7 +132,7 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
         **model_kwargs: Any,
     ) -> ChatResult:
         """Sync twin of :meth:`ainvoke`."""
-        return self._loop_thread.run(lambda: self.ainvoke(messages, stop=stop, timeout=timeout, **model_kwargs))
+        return self._runner.run(lambda: self.ainvoke(messages, stop=stop, timeout=timeout, **model_kwargs))
 
     def stream(
         self,
@@ -165,10 +143,10 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
         **model_kwargs: Any,
     ) -> Iterator[ChatChunk]:
         """Sync twin of :meth:`astream`."""
-        return self._loop_thread.iterate(lambda: self.astream(messages, stop=stop, timeout=timeout, **model_kwargs))
+        return self._runner.iterate(lambda: self.astream(messages, stop=stop, timeout=timeout, **model_kwargs))
 
 
-def _whole_answer_chunk(result: ChatResult) -> ChatChunk:
+def _whole_answer_chunk(result: ChatResult, call: CallInfo | None) -> ChatChunk:
     """A whole (non-streamed) answer as the one chunk of a stream."""
     return ChatChunk(
         content=result.content,
@@ -176,4 +154,5 @@ def _whole_answer_chunk(result: ChatResult) -> ChatChunk:
         finish_reason=result.finish_reason,
         usage=result.usage,
         raw=result.raw,
+        call=call,
     )

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Literal, overload
 
 from azml_client._config import ApiType, TimeoutLike
 from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import ContentFormatterBase
-from azml_client._models._base import ModelBase
-from azml_client._transport import EndpointClient, Response
-from azml_client._types import Completion
+from azml_client._models._base import ModelBase, with_call
+from azml_client._models._batch import check_concurrency, run_batch
+from azml_client._transport import EndpointClient
+from azml_client._types import CallInfo, Completion, CompletionChunk
 
 __all__ = ["LLM"]
 
@@ -28,7 +29,8 @@ class LLM(ModelBase[str, str]):
     Args:
         endpoint_url: the endpoint URL (env ``AZUREML_ENDPOINT_URL``).
         api_key: the key (env ``AZUREML_ENDPOINT_API_KEY``); or pass ``credential=``.
-        formatter: a registered formatter name (default ``"gpt2"``), a formatter instance or class.
+        formatter: a registered formatter name, a formatter instance or class (default ``"gpt2"`` on a dedicated
+            endpoint, ``"openai"`` on a serverless one).
         model_kwargs: parameters sent with every call (``temperature``, ``max_new_tokens``...).
         client: an :class:`EndpointClient` to share; it is left open when this model closes.
         max_batch_concurrency: default ``max_concurrency`` of :meth:`abatch` (32).
@@ -36,19 +38,23 @@ class LLM(ModelBase[str, str]):
             ``timeout``, ``retry``, ``credential``...), when ``client`` is not given.
 
     Every async method has a sync twin (``invoke``, ``complete``, ``batch``, ``batch_as_completed``,
-    ``stream``) that runs on a thread of the model's own, so it works in scripts and inside a running loop
-    (Jupyter).
+    ``stream``) that runs on the client's own event-loop thread, so it works in scripts and inside a running
+    loop (Jupyter). :meth:`acomplete` results and the first :meth:`astream` piece's call are described by
+    ``result.call`` (:class:`CallInfo`).
     """
 
     _kind = "completion"
-    _default_formatter = "gpt2"
+
+    @classmethod
+    def _default_formatter(cls, api_type: ApiType) -> str:
+        return "openai" if api_type is ApiType.serverless else "gpt2"
 
     def __init__(
         self,
         endpoint_url: str | None = None,
         api_key: str | None = None,
         *,
-        formatter: str | ContentFormatterBase | type[ContentFormatterBase] = "gpt2",
+        formatter: str | ContentFormatterBase | type[ContentFormatterBase] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
         client: EndpointClient | None = None,
         max_batch_concurrency: int | None = None,
@@ -65,16 +71,14 @@ class LLM(ModelBase[str, str]):
             **client_options,
         )
 
-    async def _send(
-        self, prompt: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None
-    ) -> tuple[Completion, Response]:
+    async def _complete(self, prompt: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> Completion:
         api_type = self._client.api_type
         body = self._formatter.build_request(_check_prompt(prompt), kwargs, api_type)
         response = await self._client.post(body, route="completions", headers=self._headers, timeout=timeout)
-        return self._formatter.parse_response(response.body, api_type, status=response.status), response
+        return with_call(self._formatter.parse_response(response.body, api_type, status=response.status), response)
 
     async def _one(self, item: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> str:
-        # What _send does, one coroutine shallower: a batch runs this once per prompt.
+        # What _complete does without describing the call, one coroutine shallower: a batch runs this per prompt.
         api_type = self._client.api_type
         body = self._formatter.build_request(_check_prompt(item), kwargs, api_type)
         response = await self._client.post(body, route="completions", headers=self._headers, timeout=timeout)
@@ -88,12 +92,11 @@ class LLM(ModelBase[str, str]):
         timeout: TimeoutLike | None = None,
         **model_kwargs: Any,
     ) -> Completion:
-        """Complete ``prompt`` and return the text with its finish reason, usage and decoded answer.
+        """Complete ``prompt`` and return the text with its finish reason, usage, decoded answer and ``call``.
 
         Call-time ``model_kwargs`` and ``stop`` apply to this call only; ``timeout`` is a transport setting.
         """
-        completion, _ = await self._send(prompt, self._call_kwargs(stop, model_kwargs), timeout)
-        return completion
+        return await self._complete(prompt, self._call_kwargs(stop, model_kwargs), timeout)
 
     async def ainvoke(
         self,
@@ -104,31 +107,50 @@ class LLM(ModelBase[str, str]):
         **model_kwargs: Any,
     ) -> str:
         """Complete ``prompt`` and return the generated text."""
-        completion, _ = await self._send(prompt, self._call_kwargs(stop, model_kwargs), timeout)
-        return completion.text
+        return await self._one(prompt, self._call_kwargs(stop, model_kwargs), timeout)
 
-    async def abatch(
+    @overload
+    async def acomplete_batch(
         self,
-        inputs: Iterable[str],
+        prompts: Iterable[str],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: Literal[False] = ...,
+        stop: str | list[str] | None = ...,
+        timeout: TimeoutLike | None = ...,
+        **model_kwargs: Any,
+    ) -> list[Completion]: ...
+
+    @overload
+    async def acomplete_batch(
+        self,
+        prompts: Iterable[str],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: bool,
+        stop: str | list[str] | None = ...,
+        timeout: TimeoutLike | None = ...,
+        **model_kwargs: Any,
+    ) -> list[Completion | Exception]: ...
+
+    async def acomplete_batch(
+        self,
+        prompts: Iterable[str],
         *,
         max_concurrency: int | None = None,
         return_exceptions: bool = False,
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
         **model_kwargs: Any,
-    ) -> list[str | Exception]:
-        """Complete every prompt concurrently (at most ``max_concurrency`` at once, default 32), in input order.
-
-        With ``return_exceptions=True`` a failed prompt gets its exception at its index; otherwise the first
-        failure cancels the rest and is raised.
-        """
-        return await super().abatch(
-            inputs,
-            max_concurrency=max_concurrency,
+    ) -> list[Completion] | list[Completion | Exception]:
+        """Like :meth:`abatch`, but each result is the whole :class:`Completion` (choices, usage, ``call``)."""
+        limit = check_concurrency(max_concurrency, self._batch_concurrency)
+        merged = self._call_kwargs(stop, model_kwargs)
+        return await run_batch(
+            lambda prompt: self._complete(prompt, merged, timeout),
+            prompts,
+            max_concurrency=limit,
             return_exceptions=return_exceptions,
-            stop=stop,
-            timeout=timeout,
-            **model_kwargs,
         )
 
     async def astream(
@@ -144,21 +166,42 @@ class LLM(ModelBase[str, str]):
         A serverless endpoint streams (server-sent events); a dedicated endpoint does not, so the whole
         answer comes as one piece.
         """
+        async for chunk in self.astream_chunks(prompt, stop=stop, timeout=timeout, **model_kwargs):
+            if chunk.text:
+                yield chunk.text
+
+    async def astream_chunks(
+        self,
+        prompt: str,
+        *,
+        stop: str | list[str] | None = None,
+        timeout: TimeoutLike | None = None,
+        **model_kwargs: Any,
+    ) -> AsyncIterator[CompletionChunk]:
+        """Yield the answer as :class:`CompletionChunk` objects: text, then finish_reason / usage when known.
+
+        The first chunk's ``call`` describes the HTTP call. A dedicated endpoint's whole answer is one chunk.
+        """
         kwargs = self._call_kwargs(stop, model_kwargs)
         api_type = self._client.api_type
         if api_type is ApiType.dedicated:
-            completion, _ = await self._send(prompt, kwargs, timeout)
-            yield completion.text
+            completion = await self._complete(prompt, kwargs, timeout)
+            yield _whole_answer_chunk(completion, completion.call)
             return
         body = self._formatter.build_request(_check_prompt(prompt), kwargs, api_type, stream=True)
+        pending: CallInfo | None = None
         async with aclosing(self._stream_payloads(body, "completions", timeout)) as payloads:
-            async for whole, data in payloads:
+            async for whole, data, call in payloads:
+                pending = call or pending
                 if whole:
-                    yield self._formatter.parse_response(data.encode(), api_type).text
+                    yield _whole_answer_chunk(self._formatter.parse_response(data.encode(), api_type), pending)
                     return
                 chunk = self._formatter.parse_stream_event(data, api_type)
-                if chunk is not None and chunk.text:
-                    yield chunk.text
+                if chunk is not None:
+                    if pending is not None:
+                        object.__setattr__(chunk, "call", pending)  # see with_call: a fresh chunk
+                        pending = None
+                    yield chunk
 
     # ------------------------------------------------------------------ sync twins
 
@@ -171,7 +214,7 @@ class LLM(ModelBase[str, str]):
         **model_kwargs: Any,
     ) -> str:
         """Sync twin of :meth:`ainvoke`."""
-        return self._loop_thread.run(lambda: self.ainvoke(prompt, stop=stop, timeout=timeout, **model_kwargs))
+        return self._runner.run(lambda: self.ainvoke(prompt, stop=stop, timeout=timeout, **model_kwargs))
 
     def complete(
         self,
@@ -182,7 +225,30 @@ class LLM(ModelBase[str, str]):
         **model_kwargs: Any,
     ) -> Completion:
         """Sync twin of :meth:`acomplete`."""
-        return self._loop_thread.run(lambda: self.acomplete(prompt, stop=stop, timeout=timeout, **model_kwargs))
+        return self._runner.run(lambda: self.acomplete(prompt, stop=stop, timeout=timeout, **model_kwargs))
+
+    def complete_batch(
+        self,
+        prompts: Iterable[str],
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+        stop: str | list[str] | None = None,
+        timeout: TimeoutLike | None = None,
+        **model_kwargs: Any,
+    ) -> list[Completion | Exception]:
+        """Sync twin of :meth:`acomplete_batch`."""
+        items = list(prompts)
+        return self._runner.run(
+            lambda: self.acomplete_batch(
+                items,
+                max_concurrency=max_concurrency,
+                return_exceptions=return_exceptions,
+                stop=stop,
+                timeout=timeout,
+                **model_kwargs,
+            )
+        )
 
     def stream(
         self,
@@ -193,4 +259,15 @@ class LLM(ModelBase[str, str]):
         **model_kwargs: Any,
     ) -> Iterator[str]:
         """Sync twin of :meth:`astream`."""
-        return self._loop_thread.iterate(lambda: self.astream(prompt, stop=stop, timeout=timeout, **model_kwargs))
+        return self._runner.iterate(lambda: self.astream(prompt, stop=stop, timeout=timeout, **model_kwargs))
+
+
+def _whole_answer_chunk(completion: Completion, call: CallInfo | None) -> CompletionChunk:
+    """A whole (non-streamed) answer as the one chunk of a stream."""
+    return CompletionChunk(
+        text=completion.text,
+        finish_reason=completion.finish_reason,
+        usage=completion.usage,
+        raw=completion.raw,
+        call=call,
+    )

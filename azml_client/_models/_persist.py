@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import attrs
 import cattrs
@@ -13,14 +13,8 @@ from cattrs.v import format_exception
 
 from azml_client._config import ApiType, RetryPolicy, Timeout
 from azml_client._exceptions import ConfigurationError
-from azml_client._formatters import registered_name
 
-if TYPE_CHECKING:
-    from azml_client._models._base import ModelBase
-    from azml_client._models._chat import ChatModel
-    from azml_client._models._llm import LLM
-
-__all__ = ["CONFIG_VERSION", "ModelConfig", "load", "save_model"]
+__all__ = ["CONFIG_VERSION", "ModelConfig", "config_from_dict", "read_config", "write_config"]
 
 #: The version of the saved-config format.
 CONFIG_VERSION = 1
@@ -41,11 +35,47 @@ class ModelConfig:
     retry: RetryPolicy | None = None
     max_connections: int | None = None
     max_concurrency: int | None = None
-    azml_client_config: int = CONFIG_VERSION
+    azml_client_config: int = attrs.field(default=CONFIG_VERSION)
+
+    @azml_client_config.validator
+    def _check_version(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value != CONFIG_VERSION:
+            newer = " (written by a newer azml-client: upgrade to read it)" if value > CONFIG_VERSION else ""
+            raise ConfigurationError(
+                f"azml_client_config is version {value}; this azml-client reads {CONFIG_VERSION}{newer}"
+            )
+
+
+def _exactly(kind: type, name: str) -> Any:
+    """A structure hook that takes a value of ``kind`` as it is and refuses anything else.
+
+    cattrs' defaults convert: ``bool("false")`` is True, ``int(10.9)`` is 10. A hand-edited config must mean
+    what it says, so nothing is converted (but an int is a fine float).
+    """
+
+    def structure(value: Any, _: Any) -> Any:
+        accepted = (int, float) if kind is float else (kind,)
+        if isinstance(value, accepted) and (kind is bool or not isinstance(value, bool)):
+            return float(value) if kind is float else value  # type: ignore[arg-type]  # checked just above
+        raise ConfigurationError(f"expected {name}, got {value!r}")
+
+    return structure
+
+
+def _status_set(value: Any, _: Any) -> frozenset[int]:
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise ConfigurationError(f"expected a list of HTTP statuses, got {value!r}")
+    for status in value:
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise ConfigurationError(f"expected HTTP statuses (ints 100-599), got {status!r}")
+    return frozenset(value)
 
 
 def _converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
+    for kind, name in ((bool, "true or false"), (int, "a whole number"), (float, "a number"), (str, "a string")):
+        converter.register_structure_hook(kind, _exactly(kind, name))
+    converter.register_structure_hook_func(lambda cls: cls == frozenset[int], _status_set)
     converter.register_unstructure_hook(ApiType, lambda value: value.value)
     converter.register_structure_hook(ApiType, lambda value, _: ApiType.parse(value))
     converter.register_unstructure_hook_func(
@@ -66,35 +96,9 @@ def _expect_mapping(value: Any, what: str) -> dict[str, Any]:
 _CONVERTER = _converter()
 
 
-def config_of(model: ModelBase[Any, Any]) -> ModelConfig:
-    """Describe ``model`` as a :class:`ModelConfig`."""
-    from azml_client._models._chat import ChatModel
-
-    name = registered_name(model.formatter)
-    if name is None:
-        raise ConfigurationError(
-            f"formatter {type(model.formatter).__name__} is not registered, so a saved config could not name it: "
-            "register it with @azml_client.register_formatter('name') (or an 'azml_client.formatters' entry point)"
-        )
-    client = model.client
-    return ModelConfig(
-        kind="chat" if isinstance(model, ChatModel) else "llm",
-        endpoint_url=client.endpoint_url,
-        api_type=client.api_type,
-        deployment_name=client.deployment_name,
-        formatter=name,
-        legacy_escaping=bool(getattr(model.formatter, "legacy_escaping", False)),
-        model_kwargs=dict(model.model_kwargs),
-        timeout=client.timeout,
-        retry=client.retry,
-        max_connections=client.max_connections,
-        max_concurrency=client.max_concurrency,
-    )
-
-
-def save_model(model: ModelBase[Any, Any], path: Path) -> None:
-    """Write ``model``'s config to ``path`` (``.json``, or ``.yaml`` / ``.yml`` with PyYAML)."""
-    data = _CONVERTER.unstructure(config_of(model))
+def write_config(config: ModelConfig, path: Path) -> None:
+    """Write ``config`` to ``path`` (``.json``, or ``.yaml`` / ``.yml`` with PyYAML), atomically."""
+    data = _CONVERTER.unstructure(config)
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         yaml = _yaml()
@@ -199,34 +203,3 @@ def _describe(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, ConfigurationError):
         return str(exc)
     return format_exception(exc, type_)
-
-
-def load(path: str | Path, api_key: str | None = None, **overrides: Any) -> LLM | ChatModel:
-    """Rebuild the LLM or ChatModel that :meth:`save` wrote.
-
-    ``api_key`` (or env ``AZUREML_ENDPOINT_API_KEY``, or ``credential=``) supplies the secret the file never
-    holds; ``overrides`` replace saved settings (any LLM / ChatModel / EndpointClient keyword).
-    """
-    from azml_client._formatters import get_formatter
-    from azml_client._models._chat import ChatModel
-    from azml_client._models._llm import LLM
-
-    config = read_config(path)
-    options: dict[str, Any] = {
-        "endpoint_url": config.endpoint_url,
-        "api_type": config.api_type,
-        "deployment_name": config.deployment_name,
-        "model_kwargs": config.model_kwargs,
-        "timeout": config.timeout,
-        "retry": config.retry,
-    }
-    if config.max_connections is not None:
-        options["max_connections"] = config.max_connections
-    if config.max_concurrency is not None:
-        options["max_concurrency"] = config.max_concurrency
-    if "formatter" not in overrides:
-        extra = {"legacy_escaping": True} if config.legacy_escaping else {}
-        options["formatter"] = get_formatter(config.formatter, **extra)
-    options.update(overrides)
-    cls = ChatModel if config.kind == "chat" else LLM
-    return cls(api_key=api_key, **options)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["LoopThread"]
+from azml_client._transport import EndpointClient
+
+__all__ = ["LoopThread", "existing_runner", "runner_for"]
 
 T = TypeVar("T")
 
@@ -34,6 +38,10 @@ class LoopThread:
     def running(self) -> bool:
         """Whether the thread has been started and not stopped."""
         return self._loop is not None
+
+    def is_current_thread(self) -> bool:
+        """Whether the caller runs on this runner's own thread."""
+        return self._thread is not None and threading.current_thread() is self._thread
 
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -131,3 +139,34 @@ def _wait(future: concurrent.futures.Future[T]) -> T:
             with contextlib.suppress(BaseException):  # its outcome no longer matters: the first error is raised
                 future.result(timeout=5)
         raise
+
+
+_runners: weakref.WeakKeyDictionary[Any, LoopThread] = weakref.WeakKeyDictionary()
+_runners_lock = threading.Lock()
+
+
+def runner_for(client: EndpointClient) -> LoopThread:
+    """The one sync runner of ``client``, shared by every model built on it; started on first use.
+
+    It is stopped when the client closes (or is collected), so a client's sync twins use one event loop and
+    one aiohttp session however many models share it.
+    """
+    with _runners_lock:
+        runner = _runners.get(client)
+        if runner is None:
+            runner = _runners[client] = LoopThread()
+            client.call_on_close(functools.partial(_stop_unless_inside, runner))
+            weakref.finalize(client, runner.stop)
+        return runner
+
+
+def existing_runner(client: EndpointClient) -> LoopThread | None:
+    """The sync runner of ``client`` if one was started, else ``None``."""
+    with _runners_lock:
+        return _runners.get(client)
+
+
+def _stop_unless_inside(runner: LoopThread) -> None:
+    # Closing the client from its own runner (a model's close() runs aclose there) is stopped by that caller.
+    if not runner.is_current_thread():
+        runner.stop()

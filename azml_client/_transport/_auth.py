@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
-from azml_client._exceptions import AuthenticationError, ConfigurationError
+from azml_client._exceptions import ConfigurationError, CredentialError
 
 __all__ = [
     "DEFAULT_TOKEN_SCOPE",
@@ -119,10 +119,7 @@ class TokenProvider:
                 if inspect.isawaitable(result):
                     result = await result
         except Exception as exc:
-            raise AuthenticationError(
-                f"the credential failed to give a token: {type(exc).__name__}",
-                status_code=401,
-            ) from exc
+            raise CredentialError(f"the credential failed to give a token: {type(exc).__name__}") from exc
         token, expires_on = _unpack_token(result)
         check_header_value("Authorization", token, secret=True)
         if expires_on is not None:
@@ -139,7 +136,7 @@ def _unpack_token(result: Any) -> tuple[str, float | None]:
         token = getattr(result, "token", None)
         expires_on = getattr(result, "expires_on", None)
     if not isinstance(token, str) or not token:
-        raise ConfigurationError(f"the credential returned {type(result).__name__}, not a token str or an AccessToken")
+        raise CredentialError(f"the credential returned {type(result).__name__}, not a token str or an AccessToken")
     if expires_on is not None and not isinstance(expires_on, (int, float)):
         expires_on = None
     return token, None if expires_on is None else float(expires_on)

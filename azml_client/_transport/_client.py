@@ -1,4 +1,10 @@
-"""The async transport: one aiohttp session per event loop, auth headers, timeouts, retries and typed errors."""
+"""The async transport's front: settings, auth headers, the short retry loop of one call, and stats.
+
+Its rooms: :mod:`._pool` (sessions per event loop; the only code touching aiohttp internals),
+:mod:`._limiter` (the in-flight cap shared by every loop and thread), :mod:`._errors` (one mapping of
+aiohttp and OS errors), :mod:`._stream` (reading bodies and event streams) and :mod:`._events` (the per-attempt
+events given to hooks).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import os
 import platform
 import ssl as ssl_module
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -25,19 +31,8 @@ from azml_client._config import (
     RetryPolicy,
     Timeout,
     TimeoutLike,
-    parse_retry_after,
 )
-from azml_client._exceptions import (
-    MAX_ERROR_BODY,
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AzureMLError,
-    ConfigurationError,
-    ResponseTooLargeError,
-    status_error_for,
-    status_message_for,
-)
+from azml_client._exceptions import APITimeoutError, AzureMLError, ConfigurationError
 from azml_client._transport._auth import (
     DEFAULT_TOKEN_SCOPE,
     CredentialLike,
@@ -45,21 +40,20 @@ from azml_client._transport._auth import (
     check_header_name,
     check_header_value,
 )
+from azml_client._transport._errors import DEPLOYMENT_HEADER, set_attempts, status_error, transport_error
+from azml_client._transport._events import Attempt, AttemptHook, AttemptKind
+from azml_client._transport._limiter import InFlightLimit
+from azml_client._transport._pool import SessionPool
 from azml_client._transport._response import Response, request_id_from
-from azml_client._transport._sse import ServerSentEvent, SSEDecoder
+from azml_client._transport._stream import EventStream, OpenStream, read_body, read_error_body
 from azml_client._transport._urls import Route, is_loopback, parse_endpoint_url, route_url
 from azml_client._version import __version__
 
-__all__ = ["NON_SSE_EVENT", "EndpointClient", "EventStream"]
+__all__ = ["ClientStats", "EndpointClient"]
 
 logger = logging.getLogger("azml_client")
 
-#: The event type :class:`EventStream` gives a whole non-SSE body (an endpoint that ignored ``stream``).
-NON_SSE_EVENT: Final = "azml-client.body"
-
 USER_AGENT: Final = f"azml-client/{__version__} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
-_DEPLOYMENT_HEADER: Final = "azureml-model-deployment"
-_ERROR_BODY_READ_LIMIT = 64 * 1024
 _warned_plain_http: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -94,41 +88,59 @@ def _with_extra(headers: Mapping[str, str], extra: Mapping[str, str] | None) -> 
     return merged
 
 
-_mmap_threshold_raised = False
+def _log_url(url: URL) -> str:
+    return str(url.with_query(None))
 
 
-def _raise_mmap_threshold_once() -> None:
-    """Free one 512 KiB block, once per process, so that glibc stops serving each socket read with mmap.
+def _request_id(result: Response | OpenStream) -> str | None:
+    return request_id_from(result.response.headers) if isinstance(result, OpenStream) else result.request_id
 
-    asyncio reads a socket into a fresh 256 KiB buffer and then shrinks it. glibc's malloc serves blocks above
-    its mmap threshold (128 KiB until a larger mmap'd block has been freed) with mmap, so until then every read
-    costs an mmap, an mremap and a munmap: measured, 10-17% of the client CPU of a small request.
-    Freeing one block larger than that buffer lifts the threshold above it (glibc's dynamic threshold), which
-    most long-running processes reach by chance sooner or later. Elsewhere this is one harmless allocation.
+
+@attrs.frozen(slots=True)
+class ClientStats:
+    """A snapshot of an :class:`EndpointClient`, from :meth:`EndpointClient.stats`.
+
+    Attributes:
+        in_flight: requests holding an in-flight slot right now (a stream holds one until it is closed).
+        waiting: calls waiting for a slot.
+        limit: the current concurrency limit (at most ``max_concurrency``).
+        max_concurrency: the user's upper bound.
+        sessions: open aiohttp sessions (one per event loop the client is used on).
+        pooled_connections: idle keep-alive connections over all sessions.
+        connections_in_use: connections lent to requests right now.
     """
-    global _mmap_threshold_raised
-    if not _mmap_threshold_raised:
-        _mmap_threshold_raised = True
-        block = bytes(512 * 1024)
-        del block
+
+    in_flight: int
+    waiting: int
+    limit: int
+    max_concurrency: int
+    sessions: int
+    pooled_connections: int
+    connections_in_use: int
 
 
-@attrs.define(slots=True)
-class _LoopState:
-    """What the client keeps per event loop: the session and the in-flight cap live on one loop only."""
+class _Slot:
+    """One held in-flight slot; :meth:`release` gives it back once, however often it is called."""
 
-    loop: asyncio.AbstractEventLoop
-    session: aiohttp.ClientSession
-    slots: asyncio.Semaphore
+    __slots__ = ("_limit",)
+
+    def __init__(self, limit: InFlightLimit) -> None:
+        self._limit: InFlightLimit | None = limit
+
+    def release(self) -> None:
+        limit, self._limit = self._limit, None
+        if limit is not None:
+            limit.release()
 
 
 class EndpointClient:
     """An async client for one Azure ML online endpoint (dedicated ``/score`` or serverless ``/v1/...``).
 
-    It owns one aiohttp session per event loop, created on first use and closed by :meth:`aclose` (or
-    ``async with``). Many model objects may share one client. Settings left as ``None`` come from the
-    environment: ``AZUREML_ENDPOINT_URL``, ``AZUREML_ENDPOINT_API_KEY``, ``AZUREML_ENDPOINT_API_TYPE``,
-    ``AZUREML_DEPLOYMENT_NAME`` and ``AZUREML_TIMEOUT``.
+    It owns at most one aiohttp session per event loop it is used on (created on first use there) and one
+    in-flight cap shared by all of them, so ``max_concurrency`` holds across every model built on it, every
+    loop and every thread. :meth:`aclose` (or ``async with``) closes every session. Settings left as ``None``
+    come from the environment: ``AZUREML_ENDPOINT_URL``, ``AZUREML_ENDPOINT_API_KEY``,
+    ``AZUREML_ENDPOINT_API_TYPE``, ``AZUREML_DEPLOYMENT_NAME`` and ``AZUREML_TIMEOUT``.
 
     Args:
         endpoint_url: the scoring URL; a dedicated URL with no path gets ``/score``; a serverless URL may be
@@ -141,14 +153,16 @@ class EndpointClient:
         credential_scope: the token scope (default ``https://ml.azure.com/.default``).
         timeout: seconds (the total) or a :class:`Timeout`.
         retry: the :class:`RetryPolicy` (default: 2 retries with backoff).
-        max_connections: the connection pool's size.
-        max_concurrency: the most requests in flight through this client at once (default
-            ``max_connections``); requests beyond it wait for a slot, not for a pooled connection, so waiting
-            never eats the connect timeout.
+        max_connections: the connection pool's size (per event loop).
+        max_concurrency: the most requests in flight through this client at once, over every loop and thread
+            (default ``max_connections``); requests beyond it wait for a slot, not for a pooled connection, so
+            waiting never eats the connect timeout.
         headers: extra headers sent with every request.
         max_response_size: the largest body read, in bytes (default 64 MiB).
         ssl: ``True`` (verify, the default), ``False`` (no verification), an ``ssl.SSLContext``, or the path of
             a CA bundle to verify against.
+        on_attempt: a callable given an :class:`Attempt` for every event of every attempt (sent, answered,
+            failed, retry); it runs in the calling task, so keep it quick.
 
     Raises:
         ConfigurationError: a missing or invalid URL, an unknown api type, a header with CR/LF, or both a key
@@ -171,6 +185,7 @@ class EndpointClient:
         headers: Mapping[str, str] | None = None,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         ssl: bool | ssl_module.SSLContext | str = True,
+        on_attempt: AttemptHook | None = None,
     ) -> None:
         self._api_type = ApiType.parse(api_type if api_type is not None else _env("AZUREML_ENDPOINT_API_TYPE"))
         raw_url = endpoint_url if endpoint_url is not None else _env("AZUREML_ENDPOINT_URL")
@@ -186,7 +201,7 @@ class EndpointClient:
         self._tokens = TokenProvider(credential, credential_scope) if credential is not None else None
         deployment = deployment_name if deployment_name is not None else _env("AZUREML_DEPLOYMENT_NAME")
         if deployment is not None:
-            check_header_value(_DEPLOYMENT_HEADER, deployment)
+            check_header_value(DEPLOYMENT_HEADER, deployment)
             deployment = deployment or None
         self._deployment = deployment
         self._timeout = Timeout.parse(timeout if timeout is not None else _env("AZUREML_TIMEOUT"))
@@ -202,10 +217,15 @@ class EndpointClient:
             raise ConfigurationError(f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}")
         self._max_connections = max_connections
         self._max_concurrency = max_concurrency if max_concurrency is not None else max_connections
+        self._limit = InFlightLimit(self._max_concurrency)
         if isinstance(max_response_size, bool) or not isinstance(max_response_size, int) or max_response_size < 1:
             raise ConfigurationError(f"max_response_size must be an int >= 1, got {max_response_size!r}")
         self._max_response_size = max_response_size
-        self._ssl = self._ssl_setting(ssl)
+        if on_attempt is not None and not callable(on_attempt):
+            raise ConfigurationError(f"on_attempt must be a callable, got {type(on_attempt).__name__}")
+        self._hooks: tuple[AttemptHook, ...] = () if on_attempt is None else (on_attempt,)
+        self._pool = SessionPool(limit=max_connections, ssl_setting=self._ssl_setting(ssl))
+        self._close_callbacks: list[Callable[[], object]] = []
 
         base: dict[str, str] = {
             "User-Agent": USER_AGENT,
@@ -213,7 +233,7 @@ class EndpointClient:
             "Accept": "application/json",
         }
         if deployment:
-            base[_DEPLOYMENT_HEADER] = deployment
+            base[DEPLOYMENT_HEADER] = deployment
         for name, value in (headers or {}).items():
             check_header_name(name)
             base[name] = check_header_value(name, value, secret=name.lower() == "authorization")
@@ -222,9 +242,6 @@ class EndpointClient:
         self._base_headers = base
         self._token_headers: tuple[str, dict[str, str]] | None = None
 
-        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._states_lock = threading.Lock()
-        self._closed = False
         self._route_urls: dict[Route | None, URL] = {}
         self._last_url_text: tuple[URL, str] | None = None
         if (key is not None or credential is not None) and self._url.scheme == "http" and not is_loopback(self._url):
@@ -282,7 +299,7 @@ class EndpointClient:
     @property
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
-        return self._closed
+        return self._pool.closed
 
     def __repr__(self) -> str:
         deployment = f", deployment_name={self._deployment!r}" if self._deployment else ""
@@ -325,24 +342,21 @@ class EndpointClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every session the client opened; the client cannot be used afterwards."""
-        self._closed = True
-        with self._states_lock:
-            states = list(self._states.values())
-            self._states.clear()
-        try:
-            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        for state in states:
-            if state.loop is current:
-                await state.session.close()
-            elif state.loop.is_closed():
-                _abandon_session(state.session)
-            else:
-                # Another thread's loop: that thread may be blocked waiting for us (a sync twin called inside a
-                # running loop), so the close is handed to its loop rather than awaited.
-                state.loop.call_soon_threadsafe(_close_now, state.session)
+        """Close every session the client opened; the client cannot be used afterwards (idempotent)."""
+        first = not self._pool.closed
+        await self._pool.close()
+        if first:
+            self._run_close_callbacks()
+
+    def close(self) -> None:
+        """Close the client from sync code (or a finalizer), without awaiting; the client cannot be used afterwards.
+
+        Sessions are closed as :meth:`discard_sessions` does; prefer ``await client.aclose()`` where you can.
+        """
+        first = not self._pool.closed
+        self._pool.discard(final=True)
+        if first:
+            self._run_close_callbacks()
 
     def discard_sessions(self) -> None:
         """Close every session without awaiting, from any thread; the client can still be used afterwards.
@@ -350,50 +364,35 @@ class EndpointClient:
         For finalizers and sync code that cannot await :meth:`aclose`: a session on a closed loop has its
         sockets closed directly, one on a running loop is closed on that loop's next turn.
         """
-        with self._states_lock:
-            states = list(self._states.values())
-            self._states.clear()
-        try:
-            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        for state in states:
-            if state.loop is current:
-                _close_now(state.session)
-                continue
-            try:
-                state.loop.call_soon_threadsafe(_close_now, state.session)
-            except RuntimeError:  # the loop is closed
-                _abandon_session(state.session)
+        self._pool.discard()
 
-    def _state(self) -> _LoopState:
-        loop = asyncio.get_running_loop()
-        state = self._states.get(loop)
-        if state is not None and not state.session.closed:
-            return state
-        with self._states_lock:
-            if self._closed:
-                raise ConfigurationError("this EndpointClient is closed; create a new one")
-            for other in [s for s in self._states.values() if s.loop.is_closed()]:
-                del self._states[other.loop]
-                _abandon_session(other.session)
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections,
-                limit_per_host=0,
-                ttl_dns_cache=300,
-                ssl=self._ssl,
-            )
-            # No skip_auto_headers: every request carries our User-Agent, so aiohttp adds none, and a
-            # session-wide skip list would send each request down aiohttp's slow header path.
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=True,
-            )
-            _raise_mmap_threshold_once()
-            state = _LoopState(loop, session, asyncio.Semaphore(self._max_concurrency))
-            self._states[loop] = state
-            return state
+    def call_on_close(self, callback: Callable[[], object]) -> None:
+        """Run ``callback()`` once when :meth:`aclose` is first called (for what a layer above keeps per client).
+
+        It runs in the thread that closes the client; an exception it raises is logged and swallowed.
+        """
+        self._close_callbacks.append(callback)
+
+    def _run_close_callbacks(self) -> None:
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("a close callback of an EndpointClient failed")
+
+    def stats(self) -> ClientStats:
+        """Return a snapshot: requests in flight, the concurrency limit, sessions and pooled connections."""
+        sessions, pooled, in_use = self._pool.counts()
+        return ClientStats(
+            in_flight=self._limit.in_flight,
+            waiting=self._limit.waiting,
+            limit=self._limit.limit,
+            max_concurrency=self._max_concurrency,
+            sessions=sessions,
+            pooled_connections=pooled,
+            connections_in_use=in_use,
+        )
 
     # ------------------------------------------------------------------ requests
 
@@ -418,7 +417,8 @@ class EndpointClient:
         Raises:
             APIStatusError: (a subclass per status) the endpoint answered with an error status.
             APIConnectionError: no whole answer arrived; APITimeoutError when a timeout ran out.
-            ConfigurationError: bad arguments; nothing was sent.
+            CredentialError: the credential gave no token.
+            ConfigurationError: bad arguments, or the client is closed; nothing was sent.
         """
         url = self._target(path, route)
         data = self._encode(body)
@@ -439,10 +439,10 @@ class EndpointClient:
         """POST ``body`` and iterate the server-sent events of the answer.
 
         The request is sent when iteration starts; it is retried like :meth:`post` until the answer's
-        headers arrive, never after an event was delivered. Use it as ``async for event in
-        client.stream(...)`` or, to release the connection as soon as you stop early, as
-        ``async with client.stream(...) as events``. An answer that is not ``text/event-stream`` comes
-        as one event of type ``NON_SSE_EVENT`` holding the whole body.
+        headers arrive, never after an event was delivered. Use it as ``async with client.stream(...) as
+        events: async for event in events: ...`` so that stopping early releases the connection at once. An
+        answer that is not ``text/event-stream`` comes as one event of type ``NON_SSE_EVENT`` holding the
+        whole body. ``Accept: text/event-stream`` is sent unless ``headers`` name another Accept.
         """
         url = self._target(path, route)
         data = self._encode(body)
@@ -450,7 +450,15 @@ class EndpointClient:
         stream_headers = {"Accept": "text/event-stream"}
         if headers:
             stream_headers.update(headers)
-        return EventStream(self, url, data, stream_headers, call_timeout)
+
+        async def opener() -> OpenStream:
+            opened = await self._send(url, data, stream_headers, call_timeout, stream=True)
+            assert isinstance(opened, OpenStream)
+            return opened
+
+        return EventStream(
+            opener, url=self._url_text(url), timeout=call_timeout, max_response_size=self._max_response_size
+        )
 
     def _target(self, path: str | None, route: Route | None) -> URL:
         if path is None:
@@ -491,17 +499,17 @@ class EndpointClient:
         timeout: Timeout,
         *,
         stream: bool,
-    ) -> Response | aiohttp.ClientResponse:
-        """Send with retries; return a Response, or (stream=True) an open 2xx answer holding a slot."""
-        state = self._state()
-        loop = state.loop
-        policy = self._retry
+    ) -> Response | OpenStream:
+        """Make the attempts of one call: a Response, or (stream=True) an open 2xx answer holding a slot."""
+        session = self._pool.session()
+        if session is None:
+            raise ConfigurationError("this EndpointClient is closed; create a new one")
+        loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = None if timeout.total is None else start + timeout.total
-        attempt = 0
-        retries = 0
+        attempt = retries = 0
         refreshed = False
-        debug = logger.isEnabledFor(logging.DEBUG)
+        hooks = self._hooks
         while True:
             attempt += 1
             if self._tokens is None:  # no await when there is no token to fetch
@@ -522,110 +530,141 @@ class EndpointClient:
                         attempts=attempt - 1,
                     )
                 client_timeout = _client_timeout(timeout, remaining)
-            error: AzureMLError
-            retryable = True
-            answer_headers: Mapping[str, str] | None = None
-            await state.slots.acquire()
-            holding = True
-            attempt_start = loop.time()
             try:
-                response = await state.session.post(
-                    url, data=data, headers=headers, timeout=client_timeout, allow_redirects=False
+                result = await self._send_once(
+                    session, url, data, headers, client_timeout, stream, attempt, start, timeout, remaining
                 )
-                status = response.status
-                if status < 300 and stream:
-                    holding = False  # the EventStream releases the slot
-                    if debug:
-                        self._log_attempt(url, status, attempt_start, attempt, loop)
-                    return response
-                if status < 300:
-                    try:
-                        payload = await _read_body(response, self._max_response_size, url, attempt)
-                    finally:
-                        response.release()
-                    if debug:
-                        self._log_attempt(url, status, attempt_start, attempt, loop)
-                    return Response(
-                        status=status,
-                        headers=response.headers,
-                        body=payload,
-                        url=self._url_text(url),
-                        request_id=request_id_from(response.headers),
-                        attempts=attempt,
-                        elapsed=loop.time() - start,
-                    )
-                error_body = await _read_error_body(response)
-                answer_headers = response.headers
-                if debug:
-                    self._log_attempt(url, status, attempt_start, attempt, loop)
-                error = self._status_error(status, error_body, answer_headers, attempt)
-                retryable = policy.should_retry_status(status)
+            except AzureMLError as error:
+                status = getattr(error, "status_code", None)
+                if hooks:
+                    kind: AttemptKind = "answered" if status is not None else "failed"
+                    self._emit(kind, attempt, url, start, status=status, error=error)
                 if status == 401 and self._tokens is not None and not refreshed:
                     # One fresh token, one more try: it does not count as a retry.
                     refreshed = True
                     self._tokens.invalidate()
                     continue
-            except AzureMLError as exc:
-                error, retryable = exc, False
-                if debug:
-                    self._log_attempt(url, type(exc).__name__, attempt_start, attempt, loop)
-            except (asyncio.TimeoutError, TimeoutError) as exc:
-                error = APITimeoutError(_timeout_message(exc, timeout, remaining), url=str(url), attempts=attempt)
-                error.__cause__ = exc
-                if debug:
-                    self._log_attempt(url, "timeout", attempt_start, attempt, loop)
-            except aiohttp.ClientConnectorCertificateError as exc:
-                error, retryable = APIConnectionError(f"TLS verification failed: {exc}", url=str(url)), False
-                error.__cause__ = exc
-            except aiohttp.InvalidURL as exc:
-                raise ConfigurationError(f"invalid URL {exc}") from None
-            except (aiohttp.ClientError, OSError) as exc:
-                error = APIConnectionError(_connection_message(exc), url=str(url), attempts=attempt)
-                error.__cause__ = exc
-                if debug:
-                    self._log_attempt(url, type(exc).__name__, attempt_start, attempt, loop)
-            finally:
-                if holding:
-                    state.slots.release()
+                left = None if deadline is None else deadline - loop.time()
+                delay = self._retry.next_delay(retries, error, left)
+                if delay is None:
+                    set_attempts(error, attempt)
+                    raise
+                retries += 1
+                if hooks:
+                    self._emit("retry", attempt, url, start, status=status, error=error, delay=delay)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "retrying %s in %.3f s (retry %d of %d)", _log_url(url), delay, retries, self._retry.max_retries
+                    )
+                await asyncio.sleep(delay)
+                continue
+            if hooks:
+                status = result.response.status if isinstance(result, OpenStream) else result.status
+                self._emit("answered", attempt, url, start, status=status, request_id=_request_id(result))
+            return result
 
-            if isinstance(error, APIConnectionError) and not policy.retry_connection_errors:
-                retryable = False
-            if not retryable or retries >= policy.max_retries:
-                self._set_attempts(error, attempt)
-                raise error
-            if answer_headers is not None:
-                too_long = policy.retry_after_too_long(answer_headers)
-                if too_long is not None:
-                    self._set_attempts(error, attempt)
-                    raise error
-            delay = policy.delay_for(retries + 1, answer_headers)
-            if deadline is not None and loop.time() + delay >= deadline:
-                self._set_attempts(error, attempt)
-                raise error
-            retries += 1
-            if debug:
-                logger.debug(
-                    "retrying %s in %.3f s (retry %d of %d)", _log_url(url), delay, retries, policy.max_retries
+    async def _send_once(
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        data: bytes,
+        headers: Mapping[str, str],
+        client_timeout: aiohttp.ClientTimeout,
+        stream: bool,
+        attempt: int,
+        start: float,
+        timeout: Timeout,
+        remaining: float | None,
+    ) -> Response | OpenStream:
+        """One attempt, holding an in-flight slot: a 2xx Response (or open stream), or an already mapped error."""
+        limit = self._limit
+        if not limit.try_acquire():
+            await limit.acquire()
+        slot: _Slot | None = _Slot(limit)
+        loop = asyncio.get_running_loop()
+        attempt_start = loop.time()
+        if self._hooks:
+            self._emit("sent", attempt, url, start)
+        try:
+            response = await session.post(
+                url, data=data, headers=headers, timeout=client_timeout, allow_redirects=False
+            )
+            status = response.status
+            if status >= 300:
+                error_body = await read_error_body(response)
+                error = status_error(
+                    status, error_body, response.headers, attempts=attempt, deployment=self._deployment
                 )
-            await asyncio.sleep(delay)
+            elif stream:
+                assert slot is not None
+                opened = OpenStream(response, slot.release, attempt, loop.time() - start)
+                slot = None  # the stream gives it back
+                if logger.isEnabledFor(logging.DEBUG):
+                    self._log_attempt(url, status, attempt_start, attempt, loop)
+                return opened
+            else:
+                try:
+                    payload = await read_body(response, self._max_response_size, str(url))
+                finally:
+                    response.release()
+                if logger.isEnabledFor(logging.DEBUG):
+                    self._log_attempt(url, status, attempt_start, attempt, loop)
+                return Response(
+                    status=status,
+                    headers=response.headers,
+                    body=payload,
+                    url=self._url_text(url),
+                    request_id=request_id_from(response.headers),
+                    attempts=attempt,
+                    elapsed=loop.time() - start,
+                )
+        except Exception as exc:
+            mapped = transport_error(exc, url=str(url), timeout=timeout, attempts=attempt, remaining=remaining)
+            if mapped is None:
+                raise
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log_attempt(url, type(mapped).__name__, attempt_start, attempt, loop)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        finally:
+            if slot is not None:
+                slot.release()
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log_attempt(url, status, attempt_start, attempt, loop)
+        raise error
 
-    def _status_error(self, status: int, body: bytes, headers: Mapping[str, str], attempt: int) -> APIStatusError:
-        cls = status_error_for(status)
-        return cls(
-            status_message_for(status),
-            status_code=status,
-            body=body,
-            headers=headers,
-            request_id=request_id_from(headers),
-            deployment=headers.get(_DEPLOYMENT_HEADER) or self._deployment,
-            attempts=attempt,
-            retry_after=parse_retry_after(headers),
+    def _emit(
+        self,
+        kind: AttemptKind,
+        attempt: int,
+        url: URL,
+        start: float,
+        *,
+        status: int | None = None,
+        error: BaseException | None = None,
+        delay: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        if request_id is None and error is not None:
+            request_id = getattr(error, "request_id", None)
+        event = Attempt(
+            kind=kind,
+            attempt=attempt,
+            url=_log_url(url),
+            status=status,
+            error=None if error is None or kind == "answered" else type(error).__name__,
+            delay=delay,
+            request_id=request_id,
+            elapsed=asyncio.get_running_loop().time() - start,
+            limit=self._limit.limit,
+            in_flight=self._limit.in_flight,
         )
-
-    @staticmethod
-    def _set_attempts(error: AzureMLError, attempts: int) -> None:
-        if isinstance(error, (APIStatusError, APIConnectionError)):
-            error.attempts = attempts
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                logger.exception("an on_attempt hook failed")
 
     @staticmethod
     def _log_attempt(
@@ -659,216 +698,3 @@ class EndpointClient:
             "sending credentials over plain http to %s: anyone on the network path can read them; use https",
             host,
         )
-
-
-class EventStream:
-    """The server-sent events of one streaming call: an async iterator and an async context manager.
-
-    Leaving the ``async with`` block, breaking out of the loop, an error mid-stream or :meth:`aclose`
-    release the connection. Errors while reading are :class:`APIConnectionError` /
-    :class:`APITimeoutError`, never raw aiohttp errors.
-    """
-
-    def __init__(
-        self, client: EndpointClient, url: URL, data: bytes, headers: Mapping[str, str], timeout: Timeout
-    ) -> None:
-        self._client = client
-        self._url = url
-        self._data = data
-        self._headers = headers
-        self._timeout = timeout
-        self._response: aiohttp.ClientResponse | None = None
-        self._state: _LoopState | None = None
-        self._iterator: AsyncIterator[ServerSentEvent] | None = None
-        self._done = False
-
-    @property
-    def status(self) -> int | None:
-        """The answer's status once it arrived."""
-        return None if self._response is None else self._response.status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The answer's headers once they arrived (empty before)."""
-        return {} if self._response is None else self._response.headers
-
-    @property
-    def request_id(self) -> str | None:
-        """The endpoint's request id, once the answer arrived."""
-        return None if self._response is None else request_id_from(self._response.headers)
-
-    async def __aenter__(self) -> EventStream:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncIterator[ServerSentEvent]:
-        if self._iterator is None:
-            self._iterator = self._events()
-        return self._iterator
-
-    async def __anext__(self) -> ServerSentEvent:
-        return await self.__aiter__().__anext__()
-
-    async def aclose(self) -> None:
-        """Stop reading and release the connection (idempotent)."""
-        iterator = self._iterator
-        if iterator is not None and hasattr(iterator, "aclose"):
-            await iterator.aclose()
-        self._release(drop=True)
-
-    def _release(self, *, drop: bool) -> None:
-        response, self._response = self._response, None
-        if response is not None:
-            if drop:
-                response.close()
-            else:
-                response.release()
-        state, self._state = self._state, None
-        if state is not None:
-            state.slots.release()
-
-    async def _events(self) -> AsyncIterator[ServerSentEvent]:
-        if self._done:
-            return
-        self._done = True
-        client = self._client
-        result = await client._send(self._url, self._data, self._headers, self._timeout, stream=True)
-        assert isinstance(result, aiohttp.ClientResponse)
-        self._response = result
-        self._state = client._state()
-        finished = False
-        try:
-            if "text/event-stream" not in result.headers.get("Content-Type", ""):
-                body = await _read_body(result, client.max_response_size, self._url, 1)
-                yield ServerSentEvent(data=body.decode("utf-8", "replace"), event=NON_SSE_EVENT)
-                finished = True
-                return
-            decoder = SSEDecoder()
-            size = 0
-            limit = client.max_response_size
-            try:
-                async for chunk in result.content.iter_any():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ResponseTooLargeError(
-                            f"the event stream passed max_response_size ({limit} bytes)", url=str(self._url)
-                        )
-                    for event in decoder.feed(chunk):
-                        yield event
-                tail = decoder.flush()
-            except (asyncio.TimeoutError, TimeoutError) as exc:
-                raise APITimeoutError(
-                    _timeout_message(exc, self._timeout, None, mid_stream=True), url=str(self._url)
-                ) from exc
-            except (aiohttp.ClientError, OSError) as exc:
-                raise APIConnectionError(
-                    f"the event stream broke off: {_connection_message(exc)}", url=str(self._url)
-                ) from exc
-            for event in tail:
-                yield event
-            finished = True
-        finally:
-            self._release(drop=not finished)
-
-
-async def _read_body(response: aiohttp.ClientResponse, limit: int, url: URL, attempt: int) -> bytes:
-    length = response.content_length
-    if length is not None:
-        if length > limit:
-            response.close()
-            raise ResponseTooLargeError(
-                f"the answer has {length} bytes, more than max_response_size ({limit})",
-                url=str(url),
-                attempts=attempt,
-            )
-        return await response.read()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            response.close()
-            raise ResponseTooLargeError(
-                f"the answer passed max_response_size ({limit} bytes) before it ended",
-                url=str(url),
-                attempts=attempt,
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_error_body(response: aiohttp.ClientResponse) -> bytes:
-    """Read the start of an error answer; drop the connection when the body is longer than that."""
-    try:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= _ERROR_BODY_READ_LIMIT:
-                response.close()
-                break
-        return b"".join(chunks)[:MAX_ERROR_BODY]
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError, TimeoutError):
-        return b""
-    finally:
-        response.release()
-
-
-def _timeout_message(exc: BaseException, timeout: Timeout, remaining: float | None, *, mid_stream: bool = False) -> str:
-    text = str(exc)
-    if "connect" in text.lower() or isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return f"connecting took longer than the connect timeout ({timeout.connect} s)"
-    # aiohttp raises SocketTimeoutError for the idle (read) timeout and a bare TimeoutError for the total one,
-    # mid-stream too: a stream trickling 1 byte a second ends on the total timeout and must say so.
-    if isinstance(exc, aiohttp.SocketTimeoutError) or (mid_stream and timeout.total is None):
-        return f"no bytes arrived for longer than the read timeout ({timeout.read} s)"
-    if remaining is not None or mid_stream:
-        return f"the call ran past the total timeout ({timeout.total} s)"
-    return f"the call timed out ({text or type(exc).__name__})"
-
-
-def _connection_message(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return f"the answer's body was cut short ({exc})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection without answering"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _log_url(url: URL) -> str:
-    return str(url.with_query(None))
-
-
-def _close_now(session: aiohttp.ClientSession) -> None:
-    """Close a session without awaiting, on its own loop: its sockets close on that loop's next turn."""
-    connector = session.connector
-    if connector is not None:
-        connector._close()
-    session.detach()
-
-
-def _abandon_session(session: aiohttp.ClientSession) -> None:
-    """Drop a session whose event loop is closed: its pooled sockets are closed without that loop.
-
-    (The loop cannot run ``session.close()`` any more; left alone, the sockets would leak until garbage
-    collection and warn.)
-    """
-    connector = session.connector
-    if connector is not None:
-        pools: Any = getattr(connector, "_conns", {})
-        for pool in list(pools.values()):
-            for entry in pool:
-                transport: Any = getattr(entry[0], "transport", None)
-                raw_socket = getattr(transport, "_sock", None)
-                if raw_socket is not None:
-                    raw_socket.close()
-                    transport._sock = None
-        pools.clear()
-    session.detach()
-    if connector is not None:
-        connector._closed = True

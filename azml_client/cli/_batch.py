@@ -246,18 +246,18 @@ class BatchRunner:
             if job.messages is not None:
                 if self._chat is None:
                     raise ConfigurationError("this batch has no chat model for a 'messages' line")
-                kwargs = self._chat._call_kwargs(job.stop, job.params)
-                chat_result, response = await self._chat._send(list(job.messages), kwargs, None)
+                chat_result = await self._chat.ainvoke(list(job.messages), stop=job.stop, **job.params)
                 output, finish_reason, usage = chat_result.content, chat_result.finish_reason, chat_result.usage
                 tool_calls = [call.to_dict() for call in chat_result.tool_calls]
+                call = chat_result.call
             else:
                 if self._llm is None:
                     raise ConfigurationError("this batch has no completion model for a 'prompt' line")
                 assert job.prompt is not None
-                kwargs = self._llm._call_kwargs(job.stop, job.params)
-                completion, response = await self._llm._send(job.prompt, kwargs, None)
+                completion = await self._llm.acomplete(job.prompt, stop=job.stop, **job.params)
                 output, finish_reason, usage = completion.text, completion.finish_reason, completion.usage
-            attempts = response.attempts
+                call = completion.call
+            attempts = call.attempts if call is not None else 1
         except Exception as exc:  # every failure of one input becomes its error line
             error = {"type": type(exc).__name__, "message": str(exc)}
             attempts = getattr(exc, "attempts", 0 if isinstance(exc, ConfigurationError) else 1)

@@ -152,11 +152,9 @@ class AzureMLChatOnlineEndpoint(BaseChatModel, EndpointSettings):
         **kwargs: Any,
     ) -> ChatResult:
         """Send the conversation through the core model's own event-loop thread and wait for the answer."""
-        core = self._chat_core()
         call = self._prepare_chat(stop, kwargs, stream=False)
-        converted = to_core_messages(messages)
-        result, response = core._loop_thread.run(lambda: core._send(converted, call.body, call.timeout))
-        return chat_result(result, response, self.deployment_name or None)
+        result = self._chat_core().invoke(to_core_messages(messages), timeout=call.timeout, **call.body)
+        return chat_result(result, self.deployment_name or None)
 
     async def _agenerate(
         self,
@@ -166,10 +164,9 @@ class AzureMLChatOnlineEndpoint(BaseChatModel, EndpointSettings):
         **kwargs: Any,
     ) -> ChatResult:
         """Send the conversation on the caller's event loop."""
-        core = self._chat_core()
         call = self._prepare_chat(stop, kwargs, stream=False)
-        result, response = await core._send(to_core_messages(messages), call.body, call.timeout)
-        return chat_result(result, response, self.deployment_name or None)
+        result = await self._chat_core().ainvoke(to_core_messages(messages), timeout=call.timeout, **call.body)
+        return chat_result(result, self.deployment_name or None)
 
     def _stream_metadata(self) -> Callable[[ChatChunk], dict[str, Any] | None]:
         """Return a function giving the metadata for the first chunk of a stream and None after."""

@@ -277,7 +277,7 @@ class CustomOpenAIChatContentFormatter(core.CustomOpenAIChatContentFormatter):
     ) -> ChatGeneration:
         """Return the first answer as the seed did: a ``ChatGeneration`` of an ``AIMessage`` (with tool calls)."""
         result = self._parse_chat(output, _coerce_api_type(api_type), 200)
-        return chat_result(result, None, None).generations[0]
+        return chat_result(result, None).generations[0]
 
 
 class LlamaChatContentFormatter(CustomOpenAIChatContentFormatter, core.LlamaChatContentFormatter):

@@ -16,13 +16,9 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list
 
-from azml_client._formatters import ContentFormatterBase
-from azml_client._models import LLM
-from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY, run_batch
-from azml_client._transport import Response
-from azml_client._types import Completion, CompletionChoice
+from azml_client import LLM, Completion, CompletionChoice, ContentFormatterBase
 from azml_client.langchain._messages import usage_metadata
-from azml_client.langchain._settings import EndpointSettings, PreparedCall
+from azml_client.langchain._settings import EndpointSettings
 
 __all__ = ["AzureMLOnlineEndpoint"]
 
@@ -135,27 +131,16 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
 
     # ------------------------------------------------------------------ calls
 
-    def _limit(self) -> int:
-        return _BATCH_LIMIT.get() or self.max_concurrency or DEFAULT_BATCH_CONCURRENCY
+    def _limit(self) -> int | None:
+        return _BATCH_LIMIT.get() or self.max_concurrency
 
-    async def _complete_all(
-        self, core: LLM, prompts: Sequence[str], call: PreparedCall, limit: int
-    ) -> list[tuple[Completion, Response]]:
-        outcomes = await run_batch(
-            lambda prompt: core._send(prompt, call.body, call.timeout),
-            prompts,
-            max_concurrency=limit,
-            return_exceptions=False,
-        )
-        return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
-
-    def _result(self, outcomes: Sequence[tuple[Completion, Response]]) -> LLMResult:
+    def _result(self, outcomes: Sequence[Completion]) -> LLMResult:
         generations: list[list[Generation]] = []
         prompt_tokens = completion_tokens = total_tokens = 0
         counted = False
         model: str | None = None
         deployment: str | None = None
-        for completion, response in outcomes:
+        for completion in outcomes:
             choices = completion.choices or (CompletionChoice(completion.text, completion.finish_reason),)
             generations.append(
                 [
@@ -174,7 +159,7 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
                 total_tokens += usage["total_tokens"]
             raw_model = completion.raw.get("model") if isinstance(completion.raw, dict) else None
             model = model or (raw_model if isinstance(raw_model, str) else None)
-            deployment = deployment or response.deployment
+            deployment = deployment or (completion.call.deployment if completion.call is not None else None)
         deployment = deployment or self.deployment_name or None
         llm_output: dict[str, Any] = {}
         if counted:
@@ -197,10 +182,11 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
         **kwargs: Any,
     ) -> LLMResult:
         """Complete the prompts concurrently on the core model's own event-loop thread."""
-        core = self._llm_core()
         call = self._prepare(stop, kwargs)
-        limit = self._limit()
-        return self._result(core._loop_thread.run(lambda: self._complete_all(core, prompts, call, limit)))
+        outcomes = self._llm_core().complete_batch(
+            prompts, max_concurrency=self._limit(), timeout=call.timeout, **call.body
+        )
+        return self._result([outcome for outcome in outcomes if not isinstance(outcome, Exception)])
 
     async def _agenerate(
         self,
@@ -210,9 +196,11 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
         **kwargs: Any,
     ) -> LLMResult:
         """Complete the prompts concurrently on the caller's event loop."""
-        core = self._llm_core()
         call = self._prepare(stop, kwargs)
-        return self._result(await self._complete_all(core, prompts, call, self._limit()))
+        outcomes = await self._llm_core().acomplete_batch(
+            prompts, max_concurrency=self._limit(), timeout=call.timeout, **call.body
+        )
+        return self._result(outcomes)
 
     def _stream(
         self,

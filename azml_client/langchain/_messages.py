@@ -25,7 +25,6 @@ from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, p
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from azml_client._exceptions import ConfigurationError
-from azml_client._transport import Response
 from azml_client._types import ChatChoice, ChatChunk, Message, Usage
 from azml_client._types import ChatResult as CoreChatResult
 from azml_client._types import ToolCall as CoreToolCall
@@ -145,14 +144,15 @@ def _metadata(model: str | None, deployment: str | None, request_id: str | None)
     return metadata
 
 
-def chat_result(result: CoreChatResult, response: Response | None, deployment: str | None) -> ChatResult:
+def chat_result(result: CoreChatResult, deployment: str | None) -> ChatResult:
     """Turn an azml-client chat result into LangChain's: one generation per choice, usage, metadata.
 
     ``response_metadata`` carries ``finish_reason``, ``model_name`` (the model the endpoint named, else the
     deployment), ``deployment`` (the one that answered, else the configured one) and ``request_id``.
     """
-    answered_by = (response.deployment if response is not None else None) or deployment
-    metadata = _metadata(result.model, answered_by, response.request_id if response is not None else None)
+    call = result.call
+    answered_by = (call.deployment if call is not None else None) or deployment
+    metadata = _metadata(result.model, answered_by, call.request_id if call is not None else None)
     usage = usage_metadata(result.usage)
     generations = []
     for choice in result.choices or (ChatChoice(result.message, result.finish_reason),):

@@ -17,27 +17,18 @@ KEY = "sk-reliability-4d1e"
 
 def acquired_connections(client: EndpointClient) -> int:
     """How many connections the client's pools hand out right now (0 when nothing is in flight)."""
-    total = 0
-    for state in client._states.values():
-        connector = state.session.connector
-        if connector is not None:
-            total += len(connector._acquired)
-    return total
+    return client.stats().connections_in_use
 
 
 def pooled_connections(client: EndpointClient) -> int:
     """How many idle keep-alive connections the client's pools hold."""
-    total = 0
-    for state in client._states.values():
-        connector = state.session.connector
-        if connector is not None:
-            total += sum(len(pool) for pool in connector._conns.values())
-    return total
+    return client.stats().pooled_connections
 
 
 def free_slots(client: EndpointClient) -> int:
     """The in-flight slots of the client that are free (equals max_concurrency when nothing holds one)."""
-    return sum(state.slots._value for state in client._states.values())
+    stats = client.stats()
+    return stats.limit - stats.in_flight
 
 
 def _serves_a_connection(task: asyncio.Task[object]) -> bool:
@@ -78,7 +69,7 @@ async def assert_quiet(ep: MockEndpoint, client: EndpointClient, baseline: set[a
         return (
             ep.in_flight == 0
             and acquired_connections(client) == 0
-            and free_slots(client) == client.max_concurrency * len(client._states)
+            and free_slots(client) == client.max_concurrency
             and not (other_tasks() - baseline)
             and server_connections() == pooled_connections(client)  # the server holds no connection we dropped
         )

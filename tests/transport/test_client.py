@@ -318,12 +318,22 @@ async def test_plain_callable_credential(ep: MockEndpoint) -> None:
         assert (await client.post(GPT2_BODY)).status == 200
 
 
-async def test_failing_credential_is_an_authentication_error(ep: MockEndpoint) -> None:
+async def test_failing_credential_is_a_credential_error_not_an_http_answer(ep: MockEndpoint) -> None:
     def broken() -> str:
-        raise RuntimeError("no az login")
+        raise RuntimeError("no az login (secret-ish detail)")
 
     async with EndpointClient(ep.url, credential=broken) as client:
-        with pytest.raises(az.AuthenticationError, match="credential failed"):
+        with pytest.raises(az.CredentialError, match="credential failed") as caught:
+            await client.post(GPT2_BODY)
+    assert not isinstance(caught.value, az.APIStatusError)  # no made-up 401: nothing was answered
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert "secret-ish" not in str(caught.value)
+    assert ep.request_count == 0
+
+
+async def test_a_credential_returning_no_token_is_a_credential_error(ep: MockEndpoint) -> None:
+    async with EndpointClient(ep.url, credential=lambda: 42) as client:  # type: ignore[arg-type, return-value]
+        with pytest.raises(az.CredentialError, match="not a token"):
             await client.post(GPT2_BODY)
     assert ep.request_count == 0
 

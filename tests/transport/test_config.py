@@ -59,11 +59,41 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after({}) is None
 
 
-def test_delay_for_caps_and_too_long() -> None:
+def _answer(status: int, headers: dict[str, str] | None = None) -> az.APIStatusError:
+    headers = headers or {}
+    return az.APIStatusError("x", status_code=status, headers=headers, retry_after=parse_retry_after(headers))
+
+
+def test_next_delay_honours_retry_after_and_refuses_one_too_long() -> None:
     policy = az.RetryPolicy(max_retry_after=10)
-    assert policy.delay_for(1, {"retry-after": "4"}) == 4.0
-    assert policy.retry_after_too_long({"retry-after": "11"}) == 11.0
-    assert policy.retry_after_too_long({"retry-after": "9"}) is None
+    assert policy.next_delay(0, _answer(429, {"retry-after": "4"})) == 4.0
+    assert policy.next_delay(0, _answer(503, {"retry-after": "9"})) == 9.0
+    assert policy.next_delay(0, _answer(429, {"retry-after": "11"})) is None  # fails at once with the value
+
+
+def test_next_delay_gives_up_on_what_is_not_retryable() -> None:
+    policy = az.RetryPolicy(max_retries=2, jitter=0)
+    assert policy.next_delay(0, _answer(500)) == 0.5
+    assert policy.next_delay(1, _answer(500)) == 1.0
+    assert policy.next_delay(2, _answer(500)) is None  # max_retries used
+    for status in (400, 401, 403, 404, 413, 422, 424):
+        assert policy.next_delay(0, _answer(status)) is None
+    assert policy.next_delay(0, az.APIConnectionError("reset")) == 0.5
+    assert policy.next_delay(0, az.ResponseTooLargeError("big")) is None
+    tls = az.APIConnectionError("TLS verification failed")
+    tls.retryable = False
+    assert policy.next_delay(0, tls) is None
+    assert az.RetryPolicy(retry_connection_errors=False).next_delay(0, az.APIConnectionError("x")) is None
+    assert policy.next_delay(0, az.ConfigurationError("bad")) is None
+    assert policy.next_delay(0, _answer(500), remaining=0.4) is None  # the wait would outlast the total timeout
+    assert policy.next_delay(0, _answer(500), remaining=0.6) == 0.5
+
+
+def test_backoff_never_overflows() -> None:
+    policy = az.RetryPolicy(max_retries=10_000)
+    assert policy.backoff(1025, rand=0.0) == policy.max_delay
+    assert policy.backoff(10**9, rand=0.0) == policy.max_delay
+    assert policy.next_delay(5000, _answer(503)) is not None
 
 
 @given(st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms", "x-ms-retry-after-ms"]), st.text()))
@@ -73,4 +103,6 @@ def test_retry_after_parsing_never_raises_and_policy_never_exceeds_cap(headers: 
         value = parse_retry_after(headers)
     assert value is None or value >= 0
     policy = az.RetryPolicy(max_retry_after=60)
-    assert 0 <= policy.delay_for(1, headers) <= 60
+    delay = policy.next_delay(0, _answer(429, headers))
+    assert delay is None or 0 <= delay <= 60
+    assert (delay is None) == (value is not None and value > 60)

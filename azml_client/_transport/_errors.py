@@ -1,0 +1,105 @@
+"""One mapping from aiohttp's and the OS's errors to azml-client's, for the request and the stream path alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import aiohttp
+
+from azml_client._config import Timeout, parse_retry_after
+from azml_client._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AzureMLError,
+    ConfigurationError,
+    status_error_for,
+    status_message_for,
+)
+from azml_client._transport._response import request_id_from
+
+__all__ = ["DEPLOYMENT_HEADER", "status_error", "transport_error"]
+
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+
+
+def transport_error(
+    exc: BaseException,
+    *,
+    url: str,
+    timeout: Timeout,
+    attempts: int,
+    remaining: float | None = None,
+    mid_stream: bool = False,
+) -> AzureMLError | None:
+    """Return the azml-client error for an exception raised while sending or reading, or ``None`` if it is not one.
+
+    Our own errors pass through (with ``attempts`` set); asyncio and aiohttp timeouts become
+    :class:`APITimeoutError` with a message naming the timeout that ran out; TLS verification failures become a
+    non-retryable :class:`APIConnectionError`; other aiohttp and OS errors become :class:`APIConnectionError`;
+    an invalid URL is a :class:`ConfigurationError`. Anything else (a cancellation, a bug) is not mapped.
+    """
+    error: AzureMLError
+    if isinstance(exc, AzureMLError):
+        set_attempts(exc, attempts)
+        return exc
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        error = APITimeoutError(_timeout_message(exc, timeout, remaining, mid_stream), url=url, attempts=attempts)
+    elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        error = APIConnectionError(f"TLS verification failed: {exc}", url=url, attempts=attempts)
+        error.retryable = False
+    elif isinstance(exc, aiohttp.InvalidURL):
+        return ConfigurationError(f"invalid URL {exc}")
+    elif isinstance(exc, (aiohttp.ClientError, OSError)):
+        message = _connection_message(exc)
+        if mid_stream:
+            message = f"the event stream broke off: {message}"
+        error = APIConnectionError(message, url=url, attempts=attempts)
+    else:
+        return None
+    error.__cause__ = exc
+    return error
+
+
+def status_error(
+    status: int, body: bytes, headers: Mapping[str, str], *, attempts: int, deployment: str | None
+) -> APIStatusError:
+    """Build the error of an answer with a non-2xx status (a subclass per status)."""
+    return status_error_for(status)(
+        status_message_for(status),
+        status_code=status,
+        body=body,
+        headers=headers,
+        request_id=request_id_from(headers),
+        deployment=headers.get(DEPLOYMENT_HEADER) or deployment,
+        attempts=attempts,
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def set_attempts(error: AzureMLError, attempts: int) -> None:
+    """Record on ``error`` how many attempts the call made."""
+    if isinstance(error, (APIStatusError, APIConnectionError)):
+        error.attempts = attempts
+
+
+def _timeout_message(exc: BaseException, timeout: Timeout, remaining: float | None, mid_stream: bool) -> str:
+    text = str(exc)
+    if "connect" in text.lower() or isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"connecting took longer than the connect timeout ({timeout.connect} s)"
+    # aiohttp raises SocketTimeoutError for the idle (read) timeout and a bare TimeoutError for the total one,
+    # mid-stream too: a stream trickling 1 byte a second ends on the total timeout and must say so.
+    if isinstance(exc, aiohttp.SocketTimeoutError) or (mid_stream and timeout.total is None):
+        return f"no bytes arrived for longer than the read timeout ({timeout.read} s)"
+    if remaining is not None or mid_stream:
+        return f"the call ran past the total timeout ({timeout.total} s)"
+    return f"the call timed out ({text or type(exc).__name__})"
+
+
+def _connection_message(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"the answer's body was cut short ({exc})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering"
+    return f"{type(exc).__name__}: {exc}"
