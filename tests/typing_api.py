@@ -12,6 +12,8 @@ async def async_surface(llm: az.LLM, chat: az.ChatModel, client: az.EndpointClie
     completion: az.Completion = await llm.acomplete("prompt", timeout=30)
     usage: az.Usage | None = completion.usage
     results: list[str | Exception] = await llm.abatch(["a", "b"], max_concurrency=8, return_exceptions=True)
+    strict_results: list[str] = await llm.abatch(["a", "b"])
+    chat_results: list[az.ChatResult] = await chat.abatch(["a"])
     pairs: AsyncIterator[tuple[int, object]] = llm.abatch_as_completed(iter(["a"]))
     pieces: AsyncIterator[str] = llm.astream("prompt")
     answer: az.ChatResult = await chat.ainvoke([("system", "Be brief."), ("user", "Hi")], max_tokens=5)
@@ -21,13 +23,16 @@ async def async_surface(llm: az.LLM, chat: az.ChatModel, client: az.EndpointClie
     response: az.Response = await client.post({"inputs": {"input_string": ["x"]}})
     status: int = response.status
     attempts: int = response.attempts
-    del text, usage, results, pairs, pieces, calls, content, chunks, status, attempts
+    del text, usage, results, strict_results, chat_results, pairs, pieces, calls, content, chunks, status, attempts
 
 
 def sync_surface(llm: az.LLM, chat: az.ChatModel) -> None:
     text: str = llm.invoke("prompt")
     completion: az.Completion = llm.complete("prompt")
-    texts: list[str | Exception] = llm.batch(["a"])
+    texts: list[str] = llm.batch(["a"])
+    maybe: list[str | Exception] = llm.batch(["a"], return_exceptions=True)
+    answers: list[az.ChatResult] = chat.batch(["Hi"])
+    full: list[az.Completion | Exception] = llm.complete_batch(["a"])
     pieces: Iterator[str] = llm.stream("prompt")
     answer: az.ChatResult = chat.invoke("Hi")
     chunks: Iterator[az.ChatChunk] = chat.stream("Hi")
@@ -36,7 +41,35 @@ def sync_surface(llm: az.LLM, chat: az.ChatModel) -> None:
     timeout: az.Timeout = az.Timeout(total=60, connect=5, read=30)
     names: list[str] = az.list_formatters()
     formatter: az.ContentFormatterBase = az.get_formatter("gpt2", legacy_escaping=True)
-    del text, completion, texts, pieces, answer, chunks, model, policy, timeout, names, formatter
+    del text, completion, texts, maybe, answers, full, pieces, answer, chunks, model, policy, timeout, names, formatter
+
+
+def precise_enough_to_fail(llm: az.LLM, chat: az.ChatModel) -> None:
+    # Each line must be a type error: with --strict an unused "type: ignore" fails the check, so the day one of
+    # these types loosens to Any this file says so.
+    wrong_texts: list[int] = llm.batch(["a"])  # type: ignore[assignment]
+    wrong_answers: list[str] = chat.batch(["Hi"])  # type: ignore[assignment]
+    wrong_call: int = llm.complete("a").call  # type: ignore[assignment]
+    del wrong_texts, wrong_answers, wrong_call
+
+
+def call_info_and_events(completion: az.Completion, answer: az.ChatResult, client: az.EndpointClient) -> None:
+    call: az.CallInfo | None = completion.call or answer.call
+    if call is not None:
+        status: int = call.status
+        attempts: int = call.attempts
+        request_id: str | None = call.request_id
+        del status, attempts, request_id
+    stats: az.ClientStats = client.stats()
+    in_flight: int = stats.in_flight
+
+    def hook(event: az.Attempt) -> None:
+        kind: str = event.kind
+        delay: float | None = event.delay
+        del kind, delay
+
+    az.EndpointClient("https://x/score", "k", on_attempt=hook)
+    del call, in_flight
 
 
 def errors(exc: az.AzureMLError) -> None:

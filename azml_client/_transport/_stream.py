@@ -97,6 +97,7 @@ class EventStream:
         self._timeout = timeout
         self._limit = max_response_size
         self._opened: OpenStream | None = None
+        self._released = False
         self._iterator: AsyncIterator[ServerSentEvent] | None = None
 
     @property
@@ -152,9 +153,10 @@ class EventStream:
         self._release(drop=True)
 
     def _release(self, *, drop: bool) -> None:
-        opened, self._opened = self._opened, None
-        if opened is None:
+        opened = self._opened
+        if opened is None or self._released:
             return
+        self._released = True
         if drop:
             opened.response.close()
         else:
