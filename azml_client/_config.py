@@ -69,9 +69,14 @@ def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: flo
         raise ConfigurationError(f"{attribute.name} must be a positive number of seconds or None, got {value!r}")
 
 
+def _infinite_is_none(value: Any) -> Any:
+    """``float("inf")`` (or ``AZUREML_TIMEOUT=inf``) means no limit, as ``None`` does."""
+    return None if isinstance(value, float) and math.isinf(value) and value > 0 else value
+
+
 @attrs.frozen(slots=True)
 class Timeout:
-    """How long a call may take, in seconds; ``None`` switches a limit off.
+    """How long a call may take, in seconds; ``None`` (or ``float("inf")``) switches a limit off.
 
     Args:
         total: the whole call, every retry and backoff sleep included (default 600 s).
@@ -81,9 +86,9 @@ class Timeout:
             sending is never cut (default 300 s).
     """
 
-    total: float | None = attrs.field(default=600.0, validator=_positive_or_none)
-    connect: float | None = attrs.field(default=10.0, validator=_positive_or_none)
-    read: float | None = attrs.field(default=300.0, validator=_positive_or_none)
+    total: float | None = attrs.field(default=600.0, converter=_infinite_is_none, validator=_positive_or_none)
+    connect: float | None = attrs.field(default=10.0, converter=_infinite_is_none, validator=_positive_or_none)
+    read: float | None = attrs.field(default=300.0, converter=_infinite_is_none, validator=_positive_or_none)
 
     @classmethod
     def parse(cls, value: TimeoutLike | None) -> Timeout:

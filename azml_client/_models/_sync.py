@@ -11,6 +11,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+from azml_client._exceptions import APIConnectionError
 from azml_client._transport import EndpointClient
 
 __all__ = ["LoopThread", "existing_runner", "runner_for"]
@@ -132,6 +133,9 @@ async def _call(fn: Callable[[], Awaitable[Any]]) -> Any:
 def _wait(future: concurrent.futures.Future[T]) -> T:
     try:
         return future.result()
+    except concurrent.futures.CancelledError:
+        # The runner's loop was stopped under the call: its client was closed while the call was in flight.
+        raise APIConnectionError("the model or its client was closed while this call was in flight") from None
     except BaseException:
         # KeyboardInterrupt or an error in this thread: the coroutine must not run on unobserved.
         if not future.done():

@@ -32,7 +32,7 @@ from azml_client._config import (
     Timeout,
     TimeoutLike,
 )
-from azml_client._exceptions import APITimeoutError, AzureMLError, ConfigurationError
+from azml_client._exceptions import APIConnectionError, APITimeoutError, AzureMLError, ConfigurationError
 from azml_client._transport._auth import (
     DEFAULT_TOKEN_SCOPE,
     CredentialLike,
@@ -84,12 +84,20 @@ def _with_extra(headers: Mapping[str, str], extra: Mapping[str, str] | None) -> 
         return headers
     merged = dict(headers)
     for name, value in extra.items():
-        merged[check_header_name(name)] = check_header_value(name, value, secret=name.lower() == "authorization")
+        merged[check_header_name(name)] = check_header_value(name, value)
     return merged
 
 
 def _log_url(url: URL) -> str:
     return str(url.with_query(None))
+
+
+def _closed_while_in_flight(url: URL, attempts: int) -> APIConnectionError:
+    error = APIConnectionError(
+        "the EndpointClient was closed while this call was in flight", url=_log_url(url), attempts=attempts
+    )
+    error.retryable = False
+    return error
 
 
 def _request_id(result: Response | OpenStream) -> str | None:
@@ -236,7 +244,7 @@ class EndpointClient:
             base[DEPLOYMENT_HEADER] = deployment
         for name, value in (headers or {}).items():
             check_header_name(name)
-            base[name] = check_header_value(name, value, secret=name.lower() == "authorization")
+            base[name] = check_header_value(name, value)
         if key is not None:
             base["Authorization"] = f"Bearer {key}"
         self._base_headers = base
@@ -512,6 +520,8 @@ class EndpointClient:
         hooks = self._hooks
         while True:
             attempt += 1
+            if attempt > 1 and session.closed:
+                raise _closed_while_in_flight(url, attempt - 1)
             if self._tokens is None:  # no await when there is no token to fetch
                 headers = _with_extra(self._base_headers, extra_headers)
             else:
@@ -619,6 +629,8 @@ class EndpointClient:
                     elapsed=loop.time() - start,
                 )
         except Exception as exc:
+            if session.closed:  # our own close, not the server's doing: say so, and do not retry
+                raise _closed_while_in_flight(url, attempt) from exc
             mapped = transport_error(exc, url=str(url), timeout=timeout, attempts=attempt, remaining=remaining)
             if mapped is None:
                 raise
