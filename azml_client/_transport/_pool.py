@@ -16,8 +16,10 @@ Counting pooled and lent-out connections for :meth:`EndpointClient.stats` reads 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ssl
 import threading
+import weakref
 from typing import Any
 
 import aiohttp
@@ -90,13 +92,36 @@ def abandon(session: aiohttp.ClientSession) -> None:
         connector._closed = True
 
 
+_live_pools: weakref.WeakSet[SessionPool] = weakref.WeakSet()
+#: Sessions whose close was handed to a loop that was not running then (a notebook's loop at exit, say).
+_parked: list[aiohttp.ClientSession] = []
+
+
+@atexit.register
+def _close_what_no_loop_will_close() -> None:
+    """At interpreter exit, close by hand the sockets of sessions whose loop will never run again.
+
+    A model used with ``await`` on a loop that stays open (a notebook) and is never closed would otherwise
+    make aiohttp warn "Unclosed client session" as the interpreter exits. Registered at import, this runs
+    after the finalizers of unclosed models (atexit runs last-registered first), which park their sessions
+    here.
+    """
+    sessions = list(_parked)
+    _parked.clear()
+    for pool in list(_live_pools):
+        sessions.extend(pool.take_idle_sessions())
+    for session in sessions:
+        if not session.closed:
+            abandon(session)
+
+
 class SessionPool:
     """At most one aiohttp session per event loop, created on first use on that loop, all closed together.
 
     Sessions of loops that have closed are dropped (their sockets closed) the next time a session is made.
     """
 
-    __slots__ = ("_closed", "_connector_options", "_lock", "_sessions")
+    __slots__ = ("__weakref__", "_closed", "_connector_options", "_lock", "_sessions")
 
     def __init__(self, *, limit: int, ssl_setting: bool | ssl.SSLContext) -> None:
         self._connector_options: dict[str, Any] = {
@@ -108,6 +133,7 @@ class SessionPool:
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._lock = threading.Lock()
         self._closed = False
+        _live_pools.add(self)
 
     @property
     def closed(self) -> bool:
@@ -148,6 +174,12 @@ class SessionPool:
             pooled += idle
             in_use += lent
         return len(sessions), pooled, in_use
+
+    def take_idle_sessions(self) -> list[aiohttp.ClientSession]:
+        """Remove and return the sessions whose loop is not running (for the exit-time clean-up)."""
+        with self._lock:
+            idle = [loop for loop in self._sessions if not loop.is_running()]
+            return [self._sessions.pop(loop) for loop in idle]
 
     def _take_all(self, *, final: bool) -> list[tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]]:
         with self._lock:
@@ -196,3 +228,7 @@ def _close_elsewhere(loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSes
         loop.call_soon_threadsafe(close_without_waiting, session)
     except RuntimeError:  # closed in the meantime
         abandon(session)
+        return
+    if not loop.is_running():
+        # It closes there if that loop runs again; if it never does, the exit-time clean-up closes it.
+        _parked.append(session)

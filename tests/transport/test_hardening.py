@@ -210,3 +210,34 @@ async def test_no_credential_header_reaches_the_debug_log(caplog: pytest.LogCapt
             await llm.ainvoke("x")
     assert "retrying" in caplog.text
     assert secret not in caplog.text
+
+
+NOTEBOOK = """
+import asyncio, threading
+import azml_client as az
+from azml_client.testing import MockEndpoint
+
+server_loop = asyncio.new_event_loop()
+ep = MockEndpoint()
+server_loop.run_until_complete(ep.start())
+threading.Thread(target=server_loop.run_forever, daemon=True).start()
+
+loop = asyncio.new_event_loop()  # a notebook's loop: it stays open and nobody closes anything
+llm = az.LLM(ep.url)
+print(loop.run_until_complete(llm.ainvoke("x")))
+shared = az.EndpointClient(ep.url)
+print(loop.run_until_complete(az.LLM(client=shared).ainvoke("y")))
+"""
+
+
+def test_models_left_open_on_an_open_loop_do_not_warn_at_exit(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", NOTEBOOK], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["echo:", "x", "echo:", "y"]
+    for warning in ("Unclosed client session", "Unclosed connector", "unclosed transport", "unclosed <socket"):
+        assert warning not in done.stderr, done.stderr
