@@ -31,7 +31,7 @@ SYNC_PYTHONS := $(PYTHONS:%=sync-%)
 TYPECHECKS := $(PYTHONS:%=typecheck-%)
 PYTESTS := $(PYTHONS:%=pytest-%)
 
-.PHONY: demo test lint typecheck pytest test-pythons lock bench clean \
+.PHONY: demo test lint typecheck pytest wheel-smoke test-pythons lock bench clean \
 	sync-runtime sync-dev $(SYNC_PYTHONS) $(TYPECHECKS) $(PYTESTS)
 
 $(UV_STAMP):
@@ -66,7 +66,12 @@ typecheck: $(TYPECHECKS)
 pytest: sync-dev
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck pytest
+# Build the sdist and the wheel (from the sdist), install the wheel with the locked runtime dependencies into a
+# clean venv, and run the smoke test from there.
+wheel-smoke: $(UV_STAMP)
+	UV=$(UV) PYTHON=$(MAIN_PY) scripts/wheel-smoke
+
+test: lint typecheck wheel-smoke pytest
 
 $(PYTESTS): pytest-%: sync-%
 	.venv-$*/bin/python -m pytest -q
