@@ -31,7 +31,7 @@ SYNC_PYTHONS := $(PYTHONS:%=sync-%)
 TYPECHECKS := $(PYTHONS:%=typecheck-%)
 PYTESTS := $(PYTHONS:%=pytest-%)
 
-.PHONY: demo test lint typecheck pytest wheel-smoke test-pythons lock bench clean \
+.PHONY: demo test lint typecheck pytest wheel-smoke test-pythons test-latest lock bench clean \
 	sync-runtime sync-dev $(SYNC_PYTHONS) $(TYPECHECKS) $(PYTESTS)
 
 $(UV_STAMP):
@@ -77,6 +77,10 @@ $(PYTESTS): pytest-%: sync-%
 	.venv-$*/bin/python -m pytest -q
 
 test-pythons: $(PYTESTS)
+
+# The suite against the newest release of every dependency, in a throwaway venv, without the lock.
+test-latest: $(UV_STAMP)
+	UV=$(UV) PYTHON=$(MAIN_PY) scripts/test-latest
 
 lock: $(UV_STAMP)
 	$(UV) lock --upgrade --python $(MAIN_PY)
