@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
 VENV := .venv
 BIN := $(VENV)/bin
-# The oldest and the newest Python the package claims: mypy runs for both in `make test`, pytest in `make test-pythons`.
+# The oldest and the newest Python claimed: `make test` runs mypy for both, `make test-pythons` pytest.
 PYTHONS := 3.10 3.13
 
 export UV_PYTHON_DOWNLOADS := never
