@@ -1,43 +1,93 @@
-# The README's two commands: `make demo` and `make test`. Each creates .venv when missing and installs what it needs.
+# The README's two commands: `make demo` and `make test`. Each installs exactly the versions in uv.lock (into
+# .venv, plus .venv-3.10 and .venv-3.13 for the type checks) and checks the installed tree against the lock.
+# Nothing needs installing by hand: the first run puts the pinned uv into .tools (a venv of its own, so that the
+# exact `uv sync` of .venv never removes it). uv uses this machine's Pythons and never downloads one.
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP_RUNTIME := $(VENV)/.installed-runtime
-STAMP_DEV := $(VENV)/.installed-dev
+# The oldest and the newest Python claimed: `make test` runs mypy for both, `make test-pythons` pytest.
+PYTHONS := 3.10 3.13
 
-.PHONY: demo test lint typecheck pytest bench clean
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON_PREFERENCE := only-system
+export UV_NO_PROGRESS := 1
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+# The interpreter behind $(PYTHON), resolved in the recipe (a pyenv shim becomes the real path).
+MAIN_PY = "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 
-$(STAMP_RUNTIME): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# $(call sync,VENV,PYTHON,ARGS): install exactly uv.lock's versions for ARGS into VENV (creating it with PYTHON),
+# then check that the installed tree matches the lock (fails on any missing, extra or different package).
+define sync
+	UV_PROJECT_ENVIRONMENT=$(1) $(UV) sync --locked --quiet --python $(2) $(3)
+	UV_PROJECT_ENVIRONMENT=$(1) $(UV) sync --locked --check --quiet --python $(2) $(3) \
+		|| { UV_PROJECT_ENVIRONMENT=$(1) $(UV) sync --locked --check --python $(2) $(3); exit 1; }
+endef
+
+SYNC_PYTHONS := $(PYTHONS:%=sync-%)
+TYPECHECKS := $(PYTHONS:%=typecheck-%)
+PYTESTS := $(PYTHONS:%=pytest-%)
+
+.PHONY: demo test lint typecheck pytest wheel-smoke test-pythons test-latest lock bench clean \
+	sync-runtime sync-dev $(SYNC_PYTHONS) $(TYPECHECKS) $(PYTESTS)
+
+$(UV_STAMP):
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	touch $@
 
-$(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@ $(STAMP_RUNTIME)
+sync-runtime: $(UV_STAMP)
+	$(call sync,$(VENV),$(MAIN_PY),--inexact)
 
-demo: $(STAMP_RUNTIME)
+sync-dev: $(UV_STAMP)
+	$(call sync,$(VENV),$(MAIN_PY),--extra dev)
+
+$(SYNC_PYTHONS): sync-%: $(UV_STAMP)
+	@scripts/find-python $* >/dev/null
+	$(call sync,.venv-$*,"$$(scripts/find-python $*)",--extra dev)
+
+demo: sync-runtime
 	$(BIN)/azml demo
 
-lint: $(STAMP_DEV)
+lint: sync-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP_DEV)
-	$(BIN)/mypy --strict azml_client
-	$(BIN)/mypy --strict tests/typing_api.py
+$(TYPECHECKS): typecheck-%: sync-%
+	.venv-$*/bin/mypy --strict azml_client
+	.venv-$*/bin/mypy --strict tests/typing_api.py
 
-pytest: $(STAMP_DEV)
+typecheck: $(TYPECHECKS)
+
+pytest: sync-dev
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck pytest
+# Build the sdist and the wheel (from the sdist), install the wheel with the locked runtime dependencies into a
+# clean venv, and run the smoke test from there.
+wheel-smoke: $(UV_STAMP)
+	UV=$(UV) PYTHON=$(MAIN_PY) scripts/wheel-smoke
 
-bench: $(STAMP_DEV)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+test: lint typecheck wheel-smoke pytest
+
+$(PYTESTS): pytest-%: sync-%
+	.venv-$*/bin/python -m pytest -q
+
+test-pythons: $(PYTESTS)
+
+# The suite against the newest release of every dependency, in a throwaway venv, without the lock.
+test-latest: $(UV_STAMP)
+	UV=$(UV) PYTHON=$(MAIN_PY) scripts/test-latest
+
+lock: $(UV_STAMP)
+	$(UV) lock --upgrade --python $(MAIN_PY)
+
+bench: $(UV_STAMP)
+	$(call sync,$(VENV),$(MAIN_PY),--extra dev --extra bench)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(PYTHONS:%=.venv-%) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
