@@ -20,11 +20,13 @@ TOOL_RESULT_PREFIX: Final = "tool result: "
 MAX_CHOICES: Final = 128
 
 #: Deployment name (``azureml-model-deployment`` header) -> request schema of the dedicated ``/score`` route.
-#: One deployment per built-in formatter, plus the formatters' deprecated alias names.
+#: One deployment per built-in formatter, plus the formatters' deprecated alias names, plus ``bart``: a
+#: Hugging Face summarization model, as in the seed notebook's custom formatter example.
 DEPLOYMENTS: Final[Mapping[str, str]] = {
     "gpt2": "gpt2",
     "oss": "gpt2",
     "hf": "hf",
+    "bart": "bart",
     "dolly": "dolly",
     "openai": "openai",
     "llama": "openai",
@@ -37,12 +39,23 @@ DEPLOYMENTS: Final[Mapping[str, str]] = {
 SHAPES: Final[Mapping[str, str]] = {
     "gpt2": '{"inputs": {"input_string": ["<prompt>", ...]}, "parameters": {...}}',
     "hf": '{"inputs": ["<prompt>", ...], "parameters": {...}}',
+    "bart": '{"inputs": ["<text>", ...], "parameters": {...}, "options": {...}}',
     "dolly": '{"input_data": {"input_string": ["<prompt>", ...]}, "parameters": {...}}',
     "openai": '{"input_data": {"input_string": ["<prompt>", ...], "parameters": {...}}}',
     "openai-chat": '{"input_data": {"input_string": [{"role": ..., "content": ...}, ...], "parameters": {...}}}',
     "mistral-chat": '{"input_data": {"input_string": [{"role": ..., "content": ...}, ...], "parameters": {...}}}'
     ' (no "system" role)',
 }
+
+#: The keys each dedicated schema may leave out, for error messages.
+OPTIONAL_KEYS: Final[Mapping[str, str]] = {"bart": "'parameters' and 'options' are optional"}
+
+#: ``default_deployment`` value that picks each request's schema from the body's shape (see :func:`fitting_schemas`).
+AUTO: Final = "auto"
+
+#: The schemas in the order ``auto`` tries them: where two read the same body (``hf`` and ``bart`` without
+#: ``options``; ``openai`` and ``dolly`` without ``parameters``; the two chat schemas) the first one wins.
+AUTO_ORDER: Final = ("gpt2", "hf", "bart", "openai", "dolly", "openai-chat", "mistral-chat")
 
 ROLES: Final = ("system", "user", "assistant", "tool")
 _TOOL_CHOICES: Final = ("none", "auto", "required")
@@ -245,6 +258,16 @@ def _answer_hf(body: object) -> Any:
     return [{"0": {"generated_text": apply_limits(echo_text(p), limits)[0]}} for p in prompts]
 
 
+def _answer_bart(body: object) -> Any:
+    obj = _object(body, "the body")
+    _keys(obj, "the body", ("inputs",), ("parameters", "options"))
+    prompts = _prompts(obj["inputs"], "inputs")
+    if "options" in obj:
+        _object(obj["options"], "options")
+    limits = _parameters(obj, "")
+    return [{"summary_text": apply_limits(echo_text(p), limits)[0]} for p in prompts]
+
+
 def _answer_dolly(body: object) -> Any:
     obj = _object(body, "the body")
     _keys(obj, "the body", ("input_data",), ("parameters",))
@@ -292,11 +315,39 @@ def dedicated_answer(schema: str, body: object) -> Any:
         return _answer_gpt2(body)
     if schema == "hf":
         return _answer_hf(body)
+    if schema == "bart":
+        return _answer_bart(body)
     if schema == "dolly":
         return _answer_dolly(body)
     if schema == "openai":
         return _answer_openai(body)
     return _answer_chat(body, allow_system=schema != "mistral-chat")
+
+
+def fitting_schemas(body: object) -> list[str]:
+    """The dedicated schemas that read ``body``, in :data:`AUTO_ORDER` (the first is what ``auto`` serves)."""
+    fits = []
+    for schema in AUTO_ORDER:
+        try:
+            dedicated_answer(schema, body)
+        except PayloadError:
+            continue
+        fits.append(schema)
+    return fits
+
+
+def resolve_deployment(name: str, extra: Mapping[str, str]) -> str | None:
+    """The schema the deployment ``name`` serves, or None when the emulator has no such deployment.
+
+    ``extra`` (the emulator's own names, ``MockEndpoint(deployments=...)``) comes first, then
+    :data:`DEPLOYMENTS`; a name that starts with a known deployment and a dash (``llama-blue``,
+    ``openai-chat-green``: Azure's blue/green naming) is served by the longest such deployment.
+    """
+    schema = extra.get(name) or DEPLOYMENTS.get(name)
+    if schema is not None:
+        return schema
+    known = [known for known in DEPLOYMENTS if name.startswith(known + "-")]
+    return DEPLOYMENTS[max(known, key=len)] if known else None
 
 
 # --- serverless (OpenAI-compatible) --------------------------------------------------------------------------
