@@ -154,7 +154,12 @@ class MockEndpoint:
       which schemas the body does fit and how to pick one.
     - ``POST /v1/completions``, ``/completions``: serverless completions (OpenAI-compatible).
     - ``POST /v1/chat/completions``, ``/chat/completions``, ``/models/chat/completions``: serverless chat,
-      with ``tools`` and ``stream`` (SSE).
+      with ``tools``, ``stream`` (SSE) and ``response_format``: ``{"type": "json_object"}`` answers a JSON
+      object whose keys are the names quoted in the last user message (when the conversation says "JSON", as
+      OpenAI requires; else echo text), ``{"type": "json_schema", "json_schema": {"name": ..., "schema":
+      ...}}`` a deterministic instance of the schema (required properties, strings ``"x"``, integers 3,
+      numbers 3.0, booleans true, enums' first value, arrays of one item, ``$ref`` followed). JSON answers
+      are never cut by ``stop`` or ``max_tokens``.
 
     The emulator is not a language model: the generated text is deterministic, ``echo_text(prompt)``
     (``"echo: " + prompt``), shortened by ``stop`` and ``max_tokens`` / ``max_new_tokens``.
