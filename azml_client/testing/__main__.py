@@ -30,9 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--deployment",
         default="gpt2",
-        choices=[*sorted(DEPLOYMENTS), AUTO],
-        help="deployment (schema) of /score requests without an azureml-model-deployment header "
-        "(default gpt2; auto: picked from each body's shape)",
+        metavar="NAME",
+        help=f"deployment of /score requests without an azureml-model-deployment header: {', '.join(DEPLOYMENTS)} "
+        f"(or one of them with a -suffix), or {AUTO} (picked from each body's shape); default gpt2",
     )
     args = parser.parse_args(argv)
     api_key = None

@@ -30,8 +30,11 @@ MAX_DEPTH: Final = 8
 #: The depth at which even required properties stop (a schema that requires itself has no finite instance).
 _HARD_DEPTH: Final = 4 * MAX_DEPTH
 
+#: The sample string (before ``minLength`` / ``maxLength`` / ``format``).
 STRING_SAMPLE: Final = "x"
+#: The sample integer (before ``minimum`` / ``maximum``).
 INTEGER_SAMPLE: Final = 3
+#: The sample number (before ``minimum`` / ``maximum``).
 NUMBER_SAMPLE: Final = 3.0
 
 _FORMATS: Final[Mapping[str, str]] = {

@@ -251,3 +251,29 @@ async def test_seed_style_code_runs_unchanged_against_auto() -> None:
         async with az.ChatModel(ep.score_url, formatter="openai-chat") as chat:
             assert (await chat.ainvoke([("system", "s"), ("user", "hi")])).content == "echo: hi"
         assert [r.headers.get("azureml-model-deployment") for r in ep.requests] == [None] * 6
+
+
+# --- the command lines ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deployment", ["auto", "bart", "llama-blue"])
+def test_both_command_lines_take_the_new_deployments(monkeypatch: pytest.MonkeyPatch, deployment: str) -> None:
+    import azml_client.testing
+    import azml_client.testing.__main__ as module_main
+    from azml_client.cli import main as azml
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(module_main, "run_mock_server", lambda **options: calls.append(options))
+    monkeypatch.setattr(azml_client.testing, "run_mock_server", lambda **options: calls.append(options))
+    assert module_main.main(["--port", "0", "--deployment", deployment]) == 0
+    assert azml(["mock-server", "--port", "0", "--deployment", deployment]) == 0
+    assert [options["default_deployment"] for options in calls] == [deployment, deployment]
+    MockEndpoint(default_deployment=deployment)  # and the emulator takes them
+
+
+def test_the_module_command_line_refuses_unknown_deployments(capsys: pytest.CaptureFixture[str]) -> None:
+    import azml_client.testing.__main__ as module_main
+
+    with pytest.raises(SystemExit):
+        module_main.main(["--deployment", "gpt5"])
+    assert "auto" in capsys.readouterr().err
