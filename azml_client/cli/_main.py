@@ -140,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mock.add_argument("--seed", type=int, default=0, help="seed of the random faults")
     mock.add_argument(
-        "--deployment", default="gpt2", help="schema of /score requests without a deployment header (default gpt2)"
+        "--deployment",
+        default="gpt2",
+        help="deployment of /score requests without a deployment header: gpt2 (default), hf, bart, dolly, openai, "
+        "openai-chat, mistral-chat, or auto (picked from each body's shape)",
     )
     keys = mock.add_mutually_exclusive_group()
     keys.add_argument("--api-key-env", metavar="VAR", help="require the key held by this environment variable")

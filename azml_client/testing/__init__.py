@@ -11,7 +11,11 @@ streaming and tool calls), checks keys, records requests and injects faults::
         ...  # point a client at ep.url / ep.score_url
         assert ep.request_count == 2
 
-It is not a language model: the text it generates is deterministic, ``echo_text(prompt)``.
+It is not a language model: the text it generates is deterministic, ``echo_text(prompt)``; JSON
+``response_format`` answers are deterministic samples. Dedicated deployments are picked as on Azure, by the
+``azureml-model-deployment`` header (``MockEndpoint(default_deployment="auto")`` picks them by the body's
+shape for code that names none). Where ``HTTP_PROXY`` / ``HTTPS_PROXY`` are set, keep the emulator's traffic
+direct with ``NO_PROXY=127.0.0.1,localhost`` or the client's ``proxy=False``.
 This package depends on nothing else in ``azml_client``.
 """
 

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from azml_client.testing._payloads import DEPLOYMENTS
+from azml_client.testing._payloads import AUTO, DEPLOYMENTS
 from azml_client.testing._server import run_mock_server
 
 
@@ -30,8 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--deployment",
         default="gpt2",
-        choices=sorted(DEPLOYMENTS),
-        help="schema of /score requests without an azureml-model-deployment header (default gpt2)",
+        metavar="NAME",
+        help=f"deployment of /score requests without an azureml-model-deployment header: {', '.join(DEPLOYMENTS)} "
+        f"(or one of them with a -suffix), or {AUTO} (picked from each body's shape); default gpt2",
     )
     args = parser.parse_args(argv)
     api_key = None

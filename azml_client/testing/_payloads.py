@@ -2,7 +2,9 @@
 
 The emulator is not a language model. Every answer is a pure function of the request: the text for a
 prompt is ``echo_text(prompt)`` (``"echo: " + prompt``), cut at the first ``stop`` string and then to
-``max_tokens`` whitespace-separated words. Token counts are whitespace word counts.
+``max_tokens`` whitespace-separated words. Token counts are whitespace word counts. A serverless chat
+request with a JSON ``response_format`` is answered with JSON text instead (:func:`json_object_answer`, or a
+sample of the schema: see :mod:`azml_client.testing._samples`), never cut.
 """
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from azml_client.testing._samples import sample_instance, sample_object
+
 ECHO_PREFIX: Final = "echo: "
 MODEL_NAME: Final = "azml-emulator"
 TOOL_RESULT_PREFIX: Final = "tool result: "
 MAX_CHOICES: Final = 128
 
 #: Deployment name (``azureml-model-deployment`` header) -> request schema of the dedicated ``/score`` route.
-#: One deployment per built-in formatter, plus the formatters' deprecated alias names.
+#: One deployment per built-in formatter, plus the formatters' deprecated alias names, plus ``bart``: a
+#: Hugging Face summarization model, as in the seed notebook's custom formatter example.
 DEPLOYMENTS: Final[Mapping[str, str]] = {
     "gpt2": "gpt2",
     "oss": "gpt2",
     "hf": "hf",
+    "bart": "bart",
     "dolly": "dolly",
     "openai": "openai",
     "llama": "openai",
@@ -37,6 +43,7 @@ DEPLOYMENTS: Final[Mapping[str, str]] = {
 SHAPES: Final[Mapping[str, str]] = {
     "gpt2": '{"inputs": {"input_string": ["<prompt>", ...]}, "parameters": {...}}',
     "hf": '{"inputs": ["<prompt>", ...], "parameters": {...}}',
+    "bart": '{"inputs": ["<text>", ...], "parameters": {...}, "options": {...}}',
     "dolly": '{"input_data": {"input_string": ["<prompt>", ...]}, "parameters": {...}}',
     "openai": '{"input_data": {"input_string": ["<prompt>", ...], "parameters": {...}}}',
     "openai-chat": '{"input_data": {"input_string": [{"role": ..., "content": ...}, ...], "parameters": {...}}}',
@@ -44,12 +51,24 @@ SHAPES: Final[Mapping[str, str]] = {
     ' (no "system" role)',
 }
 
+#: The keys each dedicated schema may leave out, for error messages.
+OPTIONAL_KEYS: Final[Mapping[str, str]] = {"bart": "'parameters' and 'options' are optional"}
+
+#: ``default_deployment`` value that picks each request's schema from the body's shape (see :func:`fitting_schemas`).
+AUTO: Final = "auto"
+
+#: The schemas in the order ``auto`` tries them: where two read the same body (``hf`` and ``bart`` without
+#: ``options``; ``openai`` and ``dolly`` without ``parameters``; the two chat schemas) the first one wins.
+AUTO_ORDER: Final = ("gpt2", "hf", "bart", "openai", "dolly", "openai-chat", "mistral-chat")
+
 ROLES: Final = ("system", "user", "assistant", "tool")
 _TOOL_CHOICES: Final = ("none", "auto", "required")
+_RESPONSE_FORMATS: Final = ("text", "json_object", "json_schema")
 _DEDICATED_TOKEN_KEYS: Final = ("max_new_tokens", "max_tokens")
 _SERVERLESS_TOKEN_KEYS: Final = ("max_tokens", "max_completion_tokens")
 
 _WORD = re.compile(r"\S+")
+_QUOTED_NAME = re.compile(r"(['\"`])([A-Za-z_][A-Za-z0-9_]*)\1")
 # Each piece is a word with the whitespace around it, so that "".join(pieces) == text.
 _PIECE = re.compile(r"\s*\S+\s*|\s+")
 
@@ -245,6 +264,16 @@ def _answer_hf(body: object) -> Any:
     return [{"0": {"generated_text": apply_limits(echo_text(p), limits)[0]}} for p in prompts]
 
 
+def _answer_bart(body: object) -> Any:
+    obj = _object(body, "the body")
+    _keys(obj, "the body", ("inputs",), ("parameters", "options"))
+    prompts = _prompts(obj["inputs"], "inputs")
+    if "options" in obj:
+        _object(obj["options"], "options")
+    limits = _parameters(obj, "")
+    return [{"summary_text": apply_limits(echo_text(p), limits)[0]} for p in prompts]
+
+
 def _answer_dolly(body: object) -> Any:
     obj = _object(body, "the body")
     _keys(obj, "the body", ("input_data",), ("parameters",))
@@ -292,11 +321,39 @@ def dedicated_answer(schema: str, body: object) -> Any:
         return _answer_gpt2(body)
     if schema == "hf":
         return _answer_hf(body)
+    if schema == "bart":
+        return _answer_bart(body)
     if schema == "dolly":
         return _answer_dolly(body)
     if schema == "openai":
         return _answer_openai(body)
     return _answer_chat(body, allow_system=schema != "mistral-chat")
+
+
+def fitting_schemas(body: object) -> list[str]:
+    """The dedicated schemas that read ``body``, in :data:`AUTO_ORDER` (the first is what ``auto`` serves)."""
+    fits = []
+    for schema in AUTO_ORDER:
+        try:
+            dedicated_answer(schema, body)
+        except PayloadError:
+            continue
+        fits.append(schema)
+    return fits
+
+
+def resolve_deployment(name: str, extra: Mapping[str, str]) -> str | None:
+    """The schema the deployment ``name`` serves, or None when the emulator has no such deployment.
+
+    ``extra`` (the emulator's own names, ``MockEndpoint(deployments=...)``) comes first, then
+    :data:`DEPLOYMENTS`; a name that starts with a known deployment and a dash (``llama-blue``,
+    ``openai-chat-green``: Azure's blue/green naming) is served by the longest such deployment.
+    """
+    schema = extra.get(name) or DEPLOYMENTS.get(name)
+    if schema is not None:
+        return schema
+    known = [known for known in DEPLOYMENTS if name.startswith(known + "-")]
+    return DEPLOYMENTS[max(known, key=len)] if known else None
 
 
 # --- serverless (OpenAI-compatible) --------------------------------------------------------------------------
@@ -425,43 +482,75 @@ def _tool_choice(value: object, tools: list[tuple[str, dict[str, Any]]] | None) 
     return f"function:{name}"
 
 
-def _sample(schema: object) -> Any:
-    if not isinstance(schema, dict):
-        return "x"
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "integer":
-        return 3
-    if kind == "number":
-        return 3.0
-    if kind == "boolean":
-        return True
-    if kind == "array":
-        return []
-    if kind == "object":
-        return {}
-    if kind == "null":
-        return None
-    return "x"
-
-
 def sample_arguments(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Arguments for a tool call: a value for each required property of the tool's JSON schema.
 
-    The value follows the property's type: integer 3, number 3.0, string "x", boolean true, array [],
-    object {}; a property with an ``enum`` gets its first value.
+    The value follows the property's schema, as :func:`~azml_client.testing._samples.sample_instance` samples
+    it: integer 3, number 3.0, string "x", boolean true, an array without ``items`` [], an object without
+    required properties {}; a property with an ``enum`` gets its first value; ``$ref`` is followed.
     """
-    properties = parameters.get("properties")
-    if not isinstance(properties, dict):
-        properties = {}
-    required = parameters.get("required")
-    if not isinstance(required, list):
-        return {}
-    return {name: _sample(properties.get(name)) for name in required if isinstance(name, str)}
+    return sample_object(dict(parameters))
+
+
+@attrs.frozen
+class ResponseFormat:
+    """What a chat request's ``response_format`` asks for: ``kind`` ``"json_object"`` or ``"json_schema"``."""
+
+    kind: str
+    schema: dict[str, Any] | None = None
+
+
+def _response_format(value: object) -> ResponseFormat | None:
+    """The JSON answer a ``response_format`` asks for, or None for plain text (absent, null, ``text``)."""
+    if value is None:
+        return None
+    obj = _object(value, "response_format")
+    kind = obj.get("type")
+    if kind not in _RESPONSE_FORMATS:
+        shown = repr(kind[:40]) if isinstance(kind, str) else _kind(kind)
+        raise PayloadError(
+            f"response_format.type must be one of {', '.join(map(repr, _RESPONSE_FORMATS))}, got {shown}"
+        )
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat("json_object")
+    spec = _object(obj.get("json_schema"), "response_format.json_schema")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise PayloadError("response_format.json_schema.name must be a non-empty string")
+    schema = spec.get("schema")
+    if schema is None:
+        return ResponseFormat("json_schema", {})
+    return ResponseFormat("json_schema", _object(schema, "response_format.json_schema.schema"))
+
+
+def asks_for_json(messages: list[dict[str, Any]]) -> bool:
+    """Whether a conversation says "JSON" (any case) in some message, as OpenAI's JSON mode requires."""
+    return any("json" in content_text(message.get("content")).lower() for message in messages)
+
+
+def json_object_answer(prompt: str) -> dict[str, str]:
+    """The emulator's answer in JSON mode: the names quoted in ``prompt`` as keys, each holding its echo text.
+
+    A name is an identifier in single, double or back quotes (``'setup'``, ``"punchline"``, `` `id` ``), kept
+    in order of first appearance; a prompt that quotes none gets ``{"text": echo_text(prompt)}``.
+    """
+    names = dict.fromkeys(match.group(2) for match in _QUOTED_NAME.finditer(prompt))
+    text = echo_text(prompt)
+    return dict.fromkeys(names, text) if names else {"text": text}
+
+
+def _json_content(response_format: ResponseFormat, messages: list[dict[str, Any]]) -> str | None:
+    """The JSON text a chat answer holds under ``response_format``; None when it stays plain text."""
+    if response_format.kind == "json_schema":
+        # No schema (or an empty one) allows any JSON: answer an empty object, as structured outputs' roots are.
+        schema = response_format.schema
+        return orjson.dumps(sample_instance(schema) if schema else {}).decode()
+    if not asks_for_json(messages):
+        # Not asked for JSON in the conversation: answer as a model that was not told (OpenAI refuses instead).
+        return None
+    return orjson.dumps(json_object_answer(last_user_prompt(messages))).decode()
 
 
 def chat_plan(body: object, call_ids: Iterator[int]) -> Plan:
@@ -478,6 +567,7 @@ def chat_plan(body: object, call_ids: Iterator[int]) -> Plan:
     messages = _messages(obj["messages"], "messages")
     tools = _tools(obj["tools"]) if obj.get("tools") is not None else None
     tool_choice = _tool_choice(obj.get("tool_choice"), tools)
+    response_format = _response_format(obj.get("response_format"))
     n, stream, include_usage, limits = _options(obj)
     last = messages[-1]
     choices: list[Choice]
@@ -505,12 +595,17 @@ def chat_plan(body: object, call_ids: Iterator[int]) -> Plan:
         ]
         completion_tokens = n * count_words(arguments)
     else:
-        if last["role"] == "tool":
-            text = TOOL_RESULT_PREFIX + content_text(last["content"])
+        json_text = None if response_format is None else _json_content(response_format, messages)
+        if json_text is not None:
+            # Never cut by stop or max_tokens, and the same for every choice: a JSON answer always parses.
+            choices = [Choice(i, json_text, "stop") for i in range(n)]
         else:
-            text = echo_text(last_user_prompt(messages))
-        text, finish = apply_limits(text, limits)
-        choices = [Choice(i, _suffixed(text, i), finish) for i in range(n)]
+            if last["role"] == "tool":
+                text = TOOL_RESULT_PREFIX + content_text(last["content"])
+            else:
+                text = echo_text(last_user_prompt(messages))
+            text, finish = apply_limits(text, limits)
+            choices = [Choice(i, _suffixed(text, i), finish) for i in range(n)]
         completion_tokens = sum(count_words(c.text or "") for c in choices)
     return Plan(
         chat=True,

@@ -32,15 +32,19 @@ from azml_client.testing._faults import (
     error_body,
 )
 from azml_client.testing._payloads import (
+    AUTO,
     DEPLOYMENTS,
+    OPTIONAL_KEYS,
     SHAPES,
     PayloadError,
     Plan,
     chat_plan,
     completion_plan,
     dedicated_answer,
+    fitting_schemas,
     render_answer,
     render_chunks,
+    resolve_deployment,
 )
 
 DEFAULT_RECORD_LIMIT: Final = 10_000
@@ -140,15 +144,29 @@ class MockEndpoint:
     Routes (any other path answers 404 JSON, any method but POST 405):
 
     - ``POST /score``: a dedicated deployment. The ``azureml-model-deployment`` header picks the request
-      schema: ``gpt2`` (alias ``oss``), ``hf``, ``dolly``, ``openai`` (alias ``llama``), ``openai-chat``
-      (alias ``llama-chat``), ``mistral-chat``; without the header, ``default_deployment``. An unknown name
-      answers 404. A body that does not fit the schema answers ``schema_error_status``.
+      schema: ``gpt2`` (alias ``oss``), ``hf``, ``bart`` (a summarization model: ``{"inputs": [...],
+      "parameters": ..., "options": ...}`` answered with ``[{"summary_text": ...}]``), ``dolly``, ``openai``
+      (alias ``llama``), ``openai-chat`` (alias ``llama-chat``), ``mistral-chat``. A name that starts with one
+      of those and a dash (``llama-blue``, ``dolly-green``: blue/green deployments) is served by it;
+      ``deployments`` adds names of your own. Without the header, ``default_deployment`` serves the request
+      (``gpt2``; ``"auto"`` picks the schema from each body's shape). An unknown name answers 404. A body
+      that does not fit the schema answers ``schema_error_status``, and the message says what was expected,
+      which schemas the body does fit and how to pick one.
     - ``POST /v1/completions``, ``/completions``: serverless completions (OpenAI-compatible).
     - ``POST /v1/chat/completions``, ``/chat/completions``, ``/models/chat/completions``: serverless chat,
-      with ``tools`` and ``stream`` (SSE).
+      with ``tools``, ``stream`` (SSE) and ``response_format``: ``{"type": "json_object"}`` answers a JSON
+      object whose keys are the names quoted in the last user message (when the conversation says "JSON", as
+      OpenAI requires; else echo text), ``{"type": "json_schema", "json_schema": {"name": ..., "schema":
+      ...}}`` a deterministic instance of the schema (required properties, strings ``"x"``, integers 3,
+      numbers 3.0, booleans true, enums' first value, arrays of one item, ``$ref`` followed). JSON answers
+      are never cut by ``stop`` or ``max_tokens``.
 
     The emulator is not a language model: the generated text is deterministic, ``echo_text(prompt)``
     (``"echo: " + prompt``), shortened by ``stop`` and ``max_tokens`` / ``max_new_tokens``.
+
+    Proxies: the client follows ``HTTP_PROXY`` / ``HTTPS_PROXY`` as urllib does, loopback included, so in
+    an environment that sets them, keep the emulator's traffic direct with ``NO_PROXY=127.0.0.1,localhost``
+    (or the client's ``proxy=False``: ``az.LLM(ep.url, proxy=False)``).
 
     Faults: :meth:`enqueue` queues faults that the next requests take in order (any path); when the queue
     is empty and ``fault_rate`` > 0, each request gets a random fault from ``fault_kinds`` with that
@@ -162,7 +180,10 @@ class MockEndpoint:
         host: the interface to listen on.
         port: the port; 0 picks a free one (see :attr:`url`).
         latency: seconds slept before each answer.
-        default_deployment: the deployment of ``/score`` requests without the deployment header.
+        default_deployment: the deployment of ``/score`` requests without the deployment header, or
+            ``"auto"``: the first schema that reads the body, in the order gpt2, hf, bart, openai, dolly,
+            openai-chat (so ``{"inputs": [...]}`` is hf, and bart only with ``options``).
+        deployments: more deployment names and the deployment each plays, e.g. ``{"my-llama": "openai"}``.
         fault_rate: probability of a random fault per request, 0 to 1.
         fault_kinds: the random faults to pick from: ``"429"`` (with ``retry-after-ms`` 1..20), ``"503"``,
             ``"500"`` (or any other 4xx/5xx status as a string), ``"drop"``, ``"truncate"``, ``"malformed"``.
@@ -186,6 +207,7 @@ class MockEndpoint:
         port: int = 0,
         latency: float = 0.0,
         default_deployment: str = "gpt2",
+        deployments: Mapping[str, str] | None = None,
         fault_rate: float = 0.0,
         fault_kinds: Sequence[str] = ("429", "503", "drop", "truncate"),
         seed: int = 0,
@@ -198,8 +220,19 @@ class MockEndpoint:
             raise ValueError("api_key must not be empty (use None to turn the key check off)")
         if latency < 0:
             raise ValueError(f"latency must be >= 0, got {latency}")
-        if default_deployment not in DEPLOYMENTS:
-            raise ValueError(f"unknown default_deployment {default_deployment!r}; known: {', '.join(DEPLOYMENTS)}")
+        extra: dict[str, str] = {}
+        for name, plays in (deployments or {}).items():
+            if not isinstance(name, str) or not name.strip() or name == AUTO:
+                raise ValueError(f"deployment names must be non-empty strings other than {AUTO!r}, got {name!r}")
+            if plays not in DEPLOYMENTS:
+                raise ValueError(
+                    f"deployment {name!r} plays {plays!r}, which is not a deployment; known: {', '.join(DEPLOYMENTS)}"
+                )
+            extra[name] = DEPLOYMENTS[plays]
+        if default_deployment != AUTO and resolve_deployment(default_deployment, extra) is None:
+            raise ValueError(
+                f"unknown default_deployment {default_deployment!r}; known: {', '.join(DEPLOYMENTS)}, or {AUTO!r}"
+            )
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be between 0 and 1, got {fault_rate}")
         if isinstance(fault_kinds, str):
@@ -225,6 +258,7 @@ class MockEndpoint:
         self._port = port
         self._latency = latency
         self._default_deployment = default_deployment
+        self._deployments = extra
         self._fault_rate = fault_rate
         self._fault_kinds = tuple(fault_kinds)
         self._seed = seed
@@ -493,25 +527,42 @@ class MockEndpoint:
         return _json_response(200, orjson.dumps(render_answer(plan, response_id, created)), headers)
 
     def _answer_dedicated(self, request: web.BaseRequest, parsed: Any, headers: dict[str, str]) -> web.Response:
-        name = request.headers.get(DEPLOYMENT_HEADER) or self._default_deployment
-        schema = DEPLOYMENTS.get(name)
+        named = request.headers.get(DEPLOYMENT_HEADER)
+        name = named or self._default_deployment
+        body = None if parsed is _NOT_JSON else parsed
+        if name == AUTO and named is None:
+            return self._answer_by_shape(body, headers)
+        schema = resolve_deployment(name, self._deployments)
         if schema is None:
-            message = f"No deployment named {name[:100]!r} on this endpoint; deployments: {', '.join(DEPLOYMENTS)}"
+            message = (
+                f"No deployment named {name[:100]!r} on this endpoint; deployments: {', '.join(DEPLOYMENTS)}, and "
+                f"any of them followed by a dash and a suffix (llama-blue is openai)"
+            )
+            if self._deployments:
+                message += f", and {', '.join(self._deployments)}"
             return _json_response(
                 404, orjson.dumps({"error": {"code": "DeploymentNotFound", "message": message}}), headers
             )
         headers[DEPLOYMENT_HEADER] = name
         try:
-            if parsed is _NOT_JSON:
-                raise PayloadError("the request body is not valid JSON")
-            answer = dedicated_answer(schema, parsed)
+            if body is None:
+                raise PayloadError("the body is not valid JSON")
+            answer = dedicated_answer(schema, body)
         except PayloadError as exc:
+            return _error(self._schema_error_status, _schema_error(name, schema, named is None, exc, body), headers)
+        return _json_response(200, orjson.dumps(answer), headers)
+
+    def _answer_by_shape(self, body: Any, headers: dict[str, str]) -> web.Response:
+        fits = [] if body is None else fitting_schemas(body)
+        if not fits:
+            shapes = "; ".join(f"{schema}: {SHAPES[schema]}" for schema in SHAPES)
             message = (
-                f"Deployment {name!r} ({schema} schema) cannot read the request: {exc}. "
-                f"Expected {SHAPES[schema]}; 'parameters' is optional."
+                "No dedicated schema reads this request (the emulator picks the schema from the body's shape, "
+                f"since it runs with default deployment {AUTO!r} and the request names none). Schemas: {shapes}"
             )
             return _error(self._schema_error_status, message, headers)
-        return _json_response(200, orjson.dumps(answer), headers)
+        headers[DEPLOYMENT_HEADER] = fits[0]
+        return _json_response(200, orjson.dumps(dedicated_answer(fits[0], body)), headers)
 
     def _stream(self, plan: Plan, response_id: str, created: int, headers: dict[str, str]) -> _Stream:
         end = self._line_end
@@ -598,6 +649,28 @@ class MockEndpoint:
         return response
 
 
+def _schema_error(name: str, schema: str, by_default: bool, error: PayloadError, body: Any) -> str:
+    """The message of a dedicated request that ``schema`` cannot read: what it expected and how to pick another."""
+    labels = [f"{schema} schema"] if schema != name else []
+    if by_default:
+        labels.append("the default: the request names no deployment")
+    label = f" ({'; '.join(labels)})" if labels else ""
+    optional = OPTIONAL_KEYS.get(schema, "'parameters' is optional")
+    message = f"Deployment {name!r}{label} cannot read the request: {error}. Expected {SHAPES[schema]}; {optional}."
+    fits = [] if body is None else fitting_schemas(body)
+    target = fits[0] if fits else "NAME"
+    if fits:
+        message += f" The body fits the {' / '.join(fits)} schema: pass deployment_name={target!r}"
+    else:
+        message += " For another schema, pass its deployment_name (the azureml-model-deployment header)"
+    if by_default:
+        message += (
+            f", or start the emulator with --deployment {target} (MockEndpoint(default_deployment={target!r}); "
+            f"{AUTO!r} picks the schema by the body's shape)"
+        )
+    return message + "."
+
+
 def _bad_request(message: str, headers: dict[str, str]) -> web.Response:
     return _json_response(400, orjson.dumps({"error": {"code": "BadRequest", "message": message}}), headers)
 
@@ -618,9 +691,10 @@ def run_mock_server(host: str = "127.0.0.1", port: int = 8000, **options: Any) -
             url = endpoint.url
             keys = "on (send 'Authorization: Bearer <key>')" if options.get("api_key") is not None else "off"
             deployment = options.get("default_deployment", "gpt2")
+            default = "by the body's shape" if deployment == AUTO else deployment
             print(f"azml mock-server listening on {url}", flush=True)
             print(f"  dedicated:  POST {url}/score (azureml-model-deployment: {', '.join(DEPLOYMENTS)};", flush=True)
-            print(f"              default {deployment})", flush=True)
+            print(f"              or NAME-suffix, e.g. llama-blue; without the header: {default})", flush=True)
             print(f"  serverless: POST {url}/v1/completions, POST {url}/v1/chat/completions", flush=True)
             print(f"  key check: {keys}. Press Ctrl-C to stop.", flush=True)
             await asyncio.Event().wait()
