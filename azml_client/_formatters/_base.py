@@ -29,6 +29,7 @@ from azml_client._types import (
     CompletionChunk,
     Message,
     MessagesInput,
+    content_text,
     to_messages,
 )
 
@@ -405,17 +406,6 @@ class ContentFormatterBase:
             raise ConfigurationError(f"a prompt must be a str, got {type(prompt).__name__}")
 
 
-def _content_text(message: Message) -> str:
-    content = message.content
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    # Only text parts that carry a str: an endpoint may send {"text": null} (found by the fuzz tests).
-    texts = (part.get("text") for part in content if isinstance(part, Mapping))
-    return "".join(text for text in texts if isinstance(text, str))
-
-
 def as_messages(messages: MessagesInput | Iterable[Message]) -> list[Message]:
     """Return ``messages`` as a non-empty list of :class:`Message` (fast when they already are)."""
     if isinstance(messages, list) and messages and all(type(item) is Message for item in messages):
@@ -527,7 +517,7 @@ class ChatContentFormatterBase(ContentFormatterBase):
         """Return the chat answer in ``body`` as a :class:`Completion` (its text content)."""
         result = self.parse_chat_response(body, api_type, status=status)
         choices = tuple(
-            CompletionChoice(_content_text(choice.message), choice.finish_reason, choice.index, choice.logprobs)
+            CompletionChoice(content_text(choice.message.content), choice.finish_reason, choice.index, choice.logprobs)
             for choice in result.choices
         )
         return Completion(

@@ -15,7 +15,7 @@ from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import _openai
 from azml_client._formatters._base import ChatContentFormatterBase, _coerce_api_type, as_messages
 from azml_client._formatters._registry import DeprecatedFormatterAlias, register_formatter
-from azml_client._types import ChatChoice, ChatChunk, ChatResult, Message
+from azml_client._types import ChatChoice, ChatChunk, ChatResult, Message, content_text
 
 __all__ = [
     "CustomOpenAIChatContentFormatter",
@@ -26,17 +26,6 @@ __all__ = [
 
 def _as_dict(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return model_kwargs if type(model_kwargs) is dict else dict(model_kwargs)
-
-
-def _text_parts(content: Any) -> str:
-    """The text of a message content: the str itself, or the joined text parts of a list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part["text"] for part in content if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return ""
 
 
 @register_formatter("openai-chat", deprecated_aliases=("llama-chat",))
@@ -195,9 +184,9 @@ class MistralChatContentFormatter(CustomOpenAIChatContentFormatter):
             merged = dict(message)
             content = message["content"]
             if isinstance(content, list):
-                merged["content"] = [{"type": "text", "text": _text_parts(system["content"]) + "\n\n"}, *content]
+                merged["content"] = [{"type": "text", "text": content_text(system["content"]) + "\n\n"}, *content]
             else:
-                merged["content"] = _text_parts(system["content"]) + "\n\n" + _text_parts(content)
+                merged["content"] = content_text(system["content"]) + "\n\n" + content_text(content)
             rest[position] = merged
             return rest
         lone = dict(system)

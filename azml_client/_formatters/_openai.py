@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from azml_client._config import ApiType
-from azml_client._exceptions import ResponseFormatError
+from azml_client._exceptions import ConfigurationError, ResponseFormatError
 from azml_client._types import (
     ROLES,
     ChatChoice,
@@ -142,30 +142,10 @@ def _read_choices(
 
 
 def _tool_call(where: str, raw: Any) -> ToolCall:
-    if not isinstance(raw, dict):
-        raise _Bad(f"{where} must be an object")
-    function = raw.get("function")
-    if not isinstance(function, dict):
-        raise _Bad(f"{where} has no 'function' object")
-    name = function.get("name")
-    if not isinstance(name, str):
-        raise _Bad(f"{where} function has no 'name' string")
-    arguments = function.get("arguments", "{}")
-    if arguments is None:
-        arguments = "{}"
-    elif not isinstance(arguments, str):  # some servers send the arguments as an object
-        try:
-            arguments = orjson.dumps(arguments).decode()
-        except TypeError:
-            raise _Bad(f"{where} arguments cannot be encoded as JSON") from None
-    call_id = raw.get("id")
-    call_type = raw.get("type", "function")
-    return ToolCall(
-        id=call_id if isinstance(call_id, str) else "",
-        name=name,
-        arguments=arguments,
-        type=call_type if isinstance(call_type, str) else "function",
-    )
+    try:
+        return ToolCall.from_dict(raw, where=where)
+    except ConfigurationError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def parse_message(where: str, raw: Any) -> Message:

@@ -26,7 +26,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from azml_client._exceptions import ConfigurationError
 from azml_client._transport import Response
-from azml_client._types import ChatChoice, ChatChunk, Message, Usage
+from azml_client._types import ChatChoice, ChatChunk, Message, Usage, content_text
 from azml_client._types import ChatResult as CoreChatResult
 from azml_client._types import ToolCall as CoreToolCall
 
@@ -40,21 +40,6 @@ __all__ = [
 
 #: LangChain roles with no wire equivalent that map onto one that has.
 _ROLE_ALIASES: Final = {"developer": "system", "human": "user", "ai": "assistant"}
-
-
-def _text_only(content: Any) -> str:
-    """An assistant content as text: its text parts, without tool_use / tool_call / thinking blocks."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    parts = []
-    for part in content:
-        if isinstance(part, str):
-            parts.append(part)
-        elif isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
-            parts.append(part["text"])
-    return "".join(parts)
 
 
 def to_core_messages(messages: Sequence[BaseMessage]) -> list[Message]:
@@ -74,7 +59,7 @@ def to_core_messages(messages: Sequence[BaseMessage]) -> list[Message]:
         data = dict(wire)
         data["role"] = role
         if role == "assistant":
-            data["content"] = _text_only(data.get("content"))
+            data["content"] = content_text(data.get("content"))
         try:
             out.append(Message.from_dict(data))
         except ConfigurationError as exc:
@@ -171,12 +156,8 @@ def chat_result(result: CoreChatResult, response: Response | None, deployment: s
         )
         generations.append(ChatGeneration(message=ai, generation_info=info))
     llm_output: dict[str, Any] = dict(metadata)
-    if usage is not None:
-        llm_output["token_usage"] = {
-            "prompt_tokens": usage["input_tokens"],
-            "completion_tokens": usage["output_tokens"],
-            "total_tokens": usage["total_tokens"],
-        }
+    if usage is not None and result.usage is not None:
+        llm_output["token_usage"] = result.usage.to_dict()
     return ChatResult(generations=generations, llm_output=llm_output)
 
 
