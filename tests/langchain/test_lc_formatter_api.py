@@ -1,18 +1,69 @@
-"""The adapter passes on what the formatters read, read as the formatter layer reads it."""
+"""The adapter uses the formatter layer through its public API only, and passes on what the formatters read."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
+from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage
 
 import azml_client.langchain
 from azml_client._config import ApiType
+from azml_client._formatters import _registry, is_user_method, registered_name
 from azml_client._types import ChatResult, Message, Usage
+from azml_client.langchain import (
+    CustomOpenAIChatContentFormatter,
+    LlamaChatContentFormatter,
+    MistralChatContentFormatter,
+)
 from azml_client.langchain._messages import chat_result, to_core_messages
 
 ADAPTER = Path(azml_client.langchain.__file__).parent
 S = ApiType.serverless
+
+
+@pytest.mark.parametrize("module", ["_formatters.py", "_messages.py"])
+def test_the_adapter_imports_only_public_names_of_the_layers_below(module: str) -> None:
+    tree = ast.parse((ADAPTER / module).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("azml_client."):
+            assert not node.module.startswith("azml_client._formatters."), f"{node.module}: use azml_client._formatters"
+            for alias in node.names:
+                assert not alias.name.startswith("_"), f"{module} imports {node.module}.{alias.name}"
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            mine = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
+            mine = mine or (
+                isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super"
+            )
+            assert mine, f"{module}:{node.lineno} reads {node.attr} of another object"
+
+
+@pytest.mark.parametrize(
+    ("cls", "name"),
+    [
+        (CustomOpenAIChatContentFormatter, "openai-chat"),
+        (LlamaChatContentFormatter, "openai-chat"),
+        (MistralChatContentFormatter, "mistral-chat"),
+    ],
+)
+def test_the_adapters_formatters_are_variants_of_the_built_ins(
+    cls: type, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_registry, "_REGISTRY", _registry.registry().copy())
+    assert registered_name(cls) == name
+    for method in ("format_messages_request_payload", "format_response_payload", "format_request_payload"):
+        assert not is_user_method(cls, method)
+
+    class Users(cls):  # type: ignore[misc, valid-type]
+        def format_response_payload(self, output: bytes, api_type: Any = None) -> Any:
+            return super().format_response_payload(output, api_type)
+
+    # A user's subclass is the user's formatter, but for the subclass of a deprecated class name, which keeps it.
+    assert registered_name(Users) == (name if cls is LlamaChatContentFormatter else None)
+    assert is_user_method(Users, "format_response_payload")
 
 
 def test_token_usage_is_the_usage_wire_form() -> None:
