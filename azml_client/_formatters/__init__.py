@@ -30,9 +30,15 @@ from azml_client._formatters._completion import (
     OSSContentFormatter,
 )
 from azml_client._formatters._lookup import get_formatter, list_formatters, register_formatter, resolve_formatter
-from azml_client._formatters._registry import ENTRY_POINT_GROUP, registered_name
+from azml_client._formatters._registry import (
+    DEFAULT_CHAT_FORMATTER,
+    ENTRY_POINT_GROUP,
+    default_formatter_name,
+    registered_name,
+)
 
 __all__ = [
+    "DEFAULT_CHAT_FORMATTER",
     "ENTRY_POINT_GROUP",
     "ChatContentFormatterBase",
     "ContentFormatterBase",
@@ -47,6 +53,7 @@ __all__ = [
     "MistralChatContentFormatter",
     "OSSContentFormatter",
     "as_messages",
+    "default_formatter_name",
     "get_formatter",
     "is_user_method",
     "list_formatters",

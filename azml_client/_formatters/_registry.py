@@ -13,18 +13,42 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
+from azml_client._config import ApiType
 from azml_client._exceptions import ConfigurationError
 
 __all__ = [
+    "DEFAULT_CHAT_FORMATTER",
     "ENTRY_POINT_GROUP",
+    "default_formatter_name",
     "name_formatter_class",
     "registered_name",
 ]
 
 #: The entry-point group third-party packages register formatter classes in.
 ENTRY_POINT_GROUP: Final = "azml_client.formatters"
+
+#: The chat formatter used when none is named, on either api type.
+DEFAULT_CHAT_FORMATTER: Final = "openai-chat"
+
+_DEFAULT_COMPLETION: Final = {ApiType.dedicated: "gpt2", ApiType.serverless: "openai"}
+
+
+def default_formatter_name(kind: Literal["completion", "chat"], api_type: ApiType | str = ApiType.dedicated) -> str:
+    """The registered name of the formatter used when none is named.
+
+    Completion: ``"gpt2"`` on a dedicated endpoint, ``"openai"`` on a serverless one (which speaks only the
+    OpenAI schema). Chat: ``"openai-chat"`` on both.
+
+    Raises:
+        ConfigurationError: an unknown api type or kind.
+    """
+    if kind == "chat":
+        return DEFAULT_CHAT_FORMATTER
+    if kind == "completion":
+        return _DEFAULT_COMPLETION[ApiType.parse(api_type)]
+    raise ConfigurationError(f"a formatter kind is 'completion' or 'chat', got {kind!r}")
 
 
 def entry_points(*, group: str) -> Iterable[Any]:

@@ -15,12 +15,47 @@ from azml_client._formatters import (
     CustomOpenAIChatContentFormatter,
     GPT2ContentFormatter,
     _registry,
+    default_formatter_name,
+    get_formatter,
     is_user_method,
     registered_name,
 )
 from azml_client._types import Message
 
 D, S = ApiType.dedicated, ApiType.serverless
+
+
+@pytest.mark.parametrize(
+    ("kind", "api_type", "name"),
+    [
+        ("completion", D, "gpt2"),
+        ("completion", S, "openai"),
+        ("completion", "serverless", "openai"),
+        ("completion", "Dedicated", "gpt2"),
+        ("chat", D, "openai-chat"),
+        ("chat", S, "openai-chat"),
+    ],
+)
+def test_default_formatter_name(kind: Any, api_type: Any, name: str) -> None:
+    assert default_formatter_name(kind, api_type) == name
+    formatter = get_formatter(name)
+    assert formatter.kind == kind
+    formatter.check_api_type(api_type)  # the default speaks the api type it is the default for
+
+
+def test_default_formatter_name_refuses_what_it_does_not_know() -> None:
+    with pytest.raises(ConfigurationError, match="unknown api_type"):
+        default_formatter_name("completion", "batch")
+    with pytest.raises(ConfigurationError, match="'completion' or 'chat'"):
+        default_formatter_name("embedding", D)  # type: ignore[arg-type]
+
+
+def test_the_cli_uses_the_formatter_layers_rule() -> None:
+    from azml_client.cli import _endpoint
+
+    for api_type in ApiType:
+        assert _endpoint.default_completion_formatter(api_type) == default_formatter_name("completion", api_type)
+    assert default_formatter_name("chat", D) == _endpoint.DEFAULT_CHAT_FORMATTER
 
 
 def test_the_public_names_are_exported_and_documented() -> None:

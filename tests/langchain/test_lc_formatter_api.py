@@ -11,14 +11,17 @@ from langchain_core.messages import AIMessage
 
 import azml_client.langchain
 from azml_client._config import ApiType
-from azml_client._formatters import _registry, is_user_method, registered_name
+from azml_client._formatters import _registry, default_formatter_name, is_user_method, registered_name
 from azml_client._types import ChatResult, Message, Usage
 from azml_client.langchain import (
+    AzureMLChatOnlineEndpoint,
+    AzureMLOnlineEndpoint,
     CustomOpenAIChatContentFormatter,
     LlamaChatContentFormatter,
     MistralChatContentFormatter,
 )
 from azml_client.langchain._messages import chat_result, to_core_messages
+from azml_client.langchain._settings import EndpointSettings
 
 ADAPTER = Path(azml_client.langchain.__file__).parent
 S = ApiType.serverless
@@ -64,6 +67,17 @@ def test_the_adapters_formatters_are_variants_of_the_built_ins(
     # A user's subclass is the user's formatter, but for the subclass of a deprecated class name, which keeps it.
     assert registered_name(Users) == (name if cls is LlamaChatContentFormatter else None)
     assert is_user_method(Users, "format_response_payload")
+
+
+def test_the_default_formatter_rule_is_the_formatter_layers() -> None:
+    for cls, kind in ((AzureMLOnlineEndpoint, "completion"), (AzureMLChatOnlineEndpoint, "chat")):
+        for api_type in ("dedicated", "serverless"):
+            url = (
+                "https://e.inference.ml.azure.com/score" if api_type == "dedicated" else "https://e.models.ai.azure.com"
+            )
+            model = cls(endpoint_url=url, endpoint_api_key="k", endpoint_api_type=api_type)
+            assert EndpointSettings._default_formatter(model) == default_formatter_name(kind, api_type)  # type: ignore[arg-type]
+            assert model._default_formatter() == default_formatter_name(kind, api_type)  # type: ignore[arg-type]
 
 
 def test_token_usage_is_the_usage_wire_form() -> None:
