@@ -24,6 +24,7 @@ from azml_client._exceptions import (
     ResponseFormatError,
     ResponseTooLargeError,
     ServerError,
+    StreamError,
     UnprocessableEntityError,
 )
 from azml_client._formatters import (
@@ -99,6 +100,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "ServerSentEvent",
+    "StreamError",
     "Timeout",
     "ToolCall",
     "UnprocessableEntityError",

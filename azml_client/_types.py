@@ -136,8 +136,9 @@ class Message:
     """One chat message.
 
     ``content`` is a str, or a list of content parts (multimodal) passed through to serverless endpoints,
-    or ``None`` for an assistant message that only carries ``tool_calls``. A ``tool`` message names the call it
-    answers with ``tool_call_id``.
+    or ``None`` for an assistant message that only carries ``tool_calls`` (or an answer that was cut or
+    filtered before any text). A ``tool`` message names the call it answers with ``tool_call_id``.
+    ``refusal`` is the text of an assistant's refusal, when the endpoint sent one (OpenAI's ``refusal``).
     """
 
     role: str
@@ -145,6 +146,7 @@ class Message:
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tool_call_tuple)
+    refusal: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.role not in ROLES:
@@ -165,6 +167,8 @@ class Message:
             out["tool_call_id"] = self.tool_call_id
         if self.tool_calls:
             out["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        if self.refusal is not None:
+            out["refusal"] = self.refusal
         return out
 
     @classmethod
@@ -179,12 +183,14 @@ class Message:
         raw_calls = data.get("tool_calls") or ()
         if not isinstance(raw_calls, (list, tuple)):
             raise ConfigurationError(f"a message's 'tool_calls' must be a list, got {type(raw_calls).__name__}")
+        refusal = data.get("refusal")
         return cls(
             role=data["role"],
             content=data.get("content"),
             name=data.get("name"),
             tool_call_id=data.get("tool_call_id"),
             tool_calls=tuple(ToolCall.from_dict(raw, where=f"tool call {i}") for i, raw in enumerate(raw_calls)),
+            refusal=refusal if isinstance(refusal, str) else None,
         )
 
 
@@ -310,11 +316,16 @@ class ChatResult:
 
     @property
     def content(self) -> str:
-        """The first answer's text (``""`` when the model answered only with tool calls).
+        """The first answer's text (``""`` when the model answered only with tool calls, or with no text).
 
         See :func:`content_text` for how a list of content parts is read.
         """
         return content_text(self.message.content)
+
+    @property
+    def refusal(self) -> str | None:
+        """The first answer's refusal text, when the endpoint sent one."""
+        return self.message.refusal
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
@@ -344,3 +355,5 @@ class ChatChunk:
     raw: Any = attrs.field(default=None, repr=False, eq=False)
     #: Which of the ``n`` choices this piece belongs to.
     index: int = 0
+    #: A piece of the answer's refusal text (OpenAI's ``delta.refusal``), joined like ``content``.
+    refusal: str = ""

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import orjson
 
+from azml_client import _json
 from azml_client._config import ApiType
 from azml_client._exceptions import AzureMLError, ConfigurationError, ResponseFormatError
 from azml_client._formatters import _openai
@@ -452,11 +453,11 @@ class ContentFormatterBase:
         return ResponseFormatError(problem, formatter=name, status=status, body=raw, hint=hint)
 
     def _loads(self, body: bytes | str, status: int | None, api_type: ApiType) -> Any:
-        """Decode JSON, turning a decode failure into a ResponseFormatError."""
+        """Decode JSON (``NaN`` and ``Infinity`` included), turning a decode failure into a ResponseFormatError."""
         try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            what = "the answer is empty" if not body.strip() else "the answer is not valid JSON"
+            return _json.loads(body)
+        except _json.JSONDecodeError as exc:
+            what = "the answer is empty" if not body.strip() else f"the answer is not valid JSON ({exc})"
             raise self._response_error(what, body, status, api_type=api_type) from exc
 
     def _dumps(self, payload: Any) -> bytes:

@@ -178,6 +178,7 @@ class CustomOpenAIChatContentFormatter(ChatContentFormatterBase):
         """Read one OpenAI chat stream chunk (serverless only).
 
         Raises:
+            StreamError: the chunk is the server's error object.
             ResponseFormatError: the chunk is not a chat chunk.
         """
         self.check_api_type(api_type)

@@ -8,12 +8,11 @@ TypeError. The readers know nothing of formatters: they take decoded values and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
-import orjson
-
-from azml_client._exceptions import ConfigurationError
-from azml_client._formatters._shapes import MISSING
+from azml_client import _json
+from azml_client._exceptions import ConfigurationError, StreamError
+from azml_client._formatters._shapes import MISSING, error_object, error_text
 from azml_client._types import (
     ROLES,
     ChatChoice,
@@ -36,6 +35,10 @@ __all__ = [
     "parse_completion_body",
     "parse_completion_chunk",
 ]
+
+#: The finish reasons with which a chat answer may carry no content at all: cut by the token limit before any
+#: text (a reasoning model can spend every token thinking), or withheld by a content filter.
+_EMPTY_FINISH_REASONS: Final = frozenset({"content_filter", "length"})
 
 
 class MalformedAnswer(Exception):
@@ -62,20 +65,12 @@ def _index(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-def _error_in(data: dict[str, Any]) -> str | None:
-    if "error" not in data:
-        return None
-    error = data["error"]
-    message = error.get("message") if isinstance(error, dict) else error
-    return f"the endpoint answered with an error object: {str(message)[:300]}"
-
-
 def _choices(data: Any) -> list[Any]:
     if not isinstance(data, dict):
         raise MalformedAnswer("expected a JSON object with 'choices'")
-    error = _error_in(data)
-    if error:
-        raise MalformedAnswer(error)
+    error = error_object(data)
+    if error is not None:
+        raise MalformedAnswer(f"the endpoint answered with an error object: {error_text(error, 300)}")
     choices = data.get("choices")
     if not isinstance(choices, list):
         raise MalformedAnswer("expected a JSON object with a 'choices' list")
@@ -137,8 +132,8 @@ def _read_choices(data: Any, parse_one: Callable[[int, Any], _Choice]) -> tuple[
         raise
 
 
-def _message(where: str, raw: Any) -> Message:
-    """Read an OpenAI message object ``{"role", "content", "tool_calls"?}``."""
+def _message(where: str, raw: Any, finish_reason: str | None) -> Message:
+    """Read an OpenAI message object ``{"role", "content", "tool_calls"?, "refusal"?}``."""
     if not isinstance(raw, dict):
         raise MalformedAnswer(f"{where} must be an object")
     role = raw.get("role", "assistant")
@@ -158,7 +153,8 @@ def _message(where: str, raw: Any) -> Message:
         )
     except ConfigurationError as exc:
         raise MalformedAnswer(str(exc)) from None
-    if content is None and not calls:
+    refusal = _opt_str(raw.get("refusal"), f"{where} 'refusal'")
+    if content is None and not calls and refusal is None and finish_reason not in _EMPTY_FINISH_REASONS:
         raise MalformedAnswer(f"{where} has 'content': null and no tool_calls")
     name = raw.get("name")
     tool_call_id = raw.get("tool_call_id")
@@ -170,6 +166,7 @@ def _message(where: str, raw: Any) -> Message:
         name=name if isinstance(name, str) else None,
         tool_call_id=tool_call_id if isinstance(tool_call_id, str) else None,
         tool_calls=calls,
+        refusal=refusal,
     )
 
 
@@ -182,15 +179,17 @@ def _chat_choice(position: int, choice: Any) -> ChatChoice:
         if "delta" in choice:
             raise MalformedAnswer(f"choice {position} has a stream 'delta', not a chat 'message'")
         raise MalformedAnswer(f"choice {position} has no 'message'")
-    message = _message(f"choice {position} message", choice["message"])
     finish_reason = _opt_str(choice.get("finish_reason"), f"choice {position} 'finish_reason'")
+    message = _message(f"choice {position} message", choice["message"], finish_reason)
     return ChatChoice(message, finish_reason, _index(choice.get("index"), position), choice.get("logprobs"))
 
 
 def parse_chat_body(data: Any) -> ChatResult:
     """Read a decoded OpenAI chat answer ``{"choices": [{"message", "finish_reason"}], "usage", "model"}``.
 
-    Every choice is kept, with its tool calls; the first one gives ``message`` and ``finish_reason``.
+    Every choice is kept, with its tool calls and refusal; the first one gives ``message`` and ``finish_reason``.
+    A message with ``"content": null`` is an answer when it carries tool calls or a refusal, or when its finish
+    reason is ``content_filter`` or ``length`` (its content stays ``None``, as openai-python returns it).
 
     Raises:
         MalformedAnswer: the answer does not have that shape (or is an error object).
@@ -221,15 +220,28 @@ def decode_chunk(data: str) -> Any:
         MalformedAnswer: the data is empty or not JSON (chained to the decode error).
     """
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
+        return _json.loads(data)
+    except _json.JSONDecodeError as exc:
         what = "the stream event is empty" if not data.strip() else "the stream event data is not valid JSON"
         raise MalformedAnswer(what) from exc
+
+
+def _stream_error(error: Any, data: str) -> StreamError:
+    code = error.get("code") if isinstance(error, dict) else None
+    return StreamError(
+        f"the server reported an error in the event stream: {error_text(error, 500)}",
+        data=data,
+        code=None if code is None else str(code)[:200],
+    )
 
 
 def _chunk_start(data: str) -> tuple[Any, dict[str, Any] | None, Usage | None]:
     """Decode a chunk; return (decoded, first choice or None, usage)."""
     decoded = decode_chunk(data)
+    if isinstance(decoded, dict):
+        error = error_object(decoded)
+        if error is not None:
+            raise _stream_error(error, data)
     try:
         choices = _choices(decoded)
         usage = Usage.from_dict(decoded.get("usage"))
@@ -248,6 +260,7 @@ def parse_completion_chunk(data: str) -> CompletionChunk | None:
     """Read one OpenAI completion stream chunk; ``None`` when it carries no text, finish reason or usage.
 
     Raises:
+        StreamError: the chunk is an error object (``{"error": {...}}``): the server failed mid-stream.
         MalformedAnswer: the chunk is not a completion chunk.
     """
     if data == "[DONE]":
@@ -287,9 +300,11 @@ def _tool_call_delta(position: int, raw: Any) -> ToolCallDelta:
 
 
 def parse_chat_chunk(data: str) -> ChatChunk | None:
-    """Read one OpenAI chat stream chunk; ``None`` when it carries nothing (no text, role, tool call, end or usage).
+    """Read one OpenAI chat stream chunk; ``None`` when it carries nothing (no text, refusal, role, tool call, end
+    or usage).
 
     Raises:
+        StreamError: the chunk is an error object (``{"error": {...}}``): the server failed mid-stream.
         MalformedAnswer: the chunk is not a chat chunk.
     """
     if data == "[DONE]":
@@ -308,6 +323,7 @@ def parse_chat_chunk(data: str) -> ChatChunk | None:
         if not isinstance(delta, dict):
             raise MalformedAnswer("the chunk's 'delta' must be an object")
         content = _opt_str(delta.get("content"), "the chunk's delta 'content'") or ""
+        refusal = _opt_str(delta.get("refusal"), "the chunk's delta 'refusal'") or ""
         role = _opt_str(delta.get("role"), "the chunk's delta 'role'")
         raw_calls = delta.get("tool_calls")
         if raw_calls is not None and not isinstance(raw_calls, list):
@@ -317,7 +333,7 @@ def parse_chat_chunk(data: str) -> ChatChunk | None:
     except MalformedAnswer as exc:
         exc.data = decoded
         raise
-    if not content and role is None and not deltas and finish_reason is None and usage is None:
+    if not content and not refusal and role is None and not deltas and finish_reason is None and usage is None:
         return None
     return ChatChunk(
         content=content,
@@ -327,4 +343,5 @@ def parse_chat_chunk(data: str) -> ChatChunk | None:
         tool_call_deltas=deltas,
         raw=decoded,
         index=_index(choice.get("index"), 0),
+        refusal=refusal,
     )

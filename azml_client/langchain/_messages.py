@@ -149,6 +149,8 @@ def chat_result(result: CoreChatResult, response: Response | None, deployment: s
             info["logprobs"] = choice.logprobs
         ai = AIMessage(
             content=content,
+            # where langchain-openai puts it
+            additional_kwargs={"refusal": message.refusal} if message.refusal is not None else {},
             tool_calls=valid,
             invalid_tool_calls=invalid,
             usage_metadata=usage,
@@ -176,6 +178,7 @@ def stream_chunk(chunk: ChatChunk, metadata: Mapping[str, Any] | None) -> ChatGe
         info["finish_reason"] = chunk.finish_reason
     message = AIMessageChunk(
         content=chunk.content,
+        additional_kwargs={"refusal": chunk.refusal} if chunk.refusal else {},  # joined like the content
         tool_call_chunks=chunks,
         usage_metadata=usage_metadata(chunk.usage),
     )

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from azml_client._config import ApiType
-from azml_client._exceptions import ResponseFormatError
+from azml_client._exceptions import ResponseFormatError, StreamError
 from azml_client._formatters import ChatContentFormatterBase, ContentFormatterBase, get_formatter
 
 from .strategies import json_values, shaped_values
@@ -44,10 +44,11 @@ def _parse_all(formatter: ContentFormatterBase, body: bytes, api_type: ApiType) 
 
 
 def _stream_all(formatter: ContentFormatterBase, data: str) -> None:
-    with contextlib.suppress(ResponseFormatError):
+    # A chunk that is the server's error object raises StreamError (issue 12).
+    with contextlib.suppress(ResponseFormatError, StreamError):
         formatter.parse_stream_event(data, S)
     if isinstance(formatter, ChatContentFormatterBase):
-        with contextlib.suppress(ResponseFormatError):
+        with contextlib.suppress(ResponseFormatError, StreamError):
             formatter.parse_chat_stream_event(data, S)
 
 

@@ -135,3 +135,10 @@ def test_usage_to_dict_is_the_wire_form() -> None:
     assert Usage(4).to_dict() == {"prompt_tokens": 4, "completion_tokens": None, "total_tokens": None}
     for usage in (Usage(1, 2, 3), Usage(4), Usage()):
         assert Usage.from_dict(usage.to_dict()) == usage
+
+
+def test_refusal_goes_back_out() -> None:
+    message = Message("assistant", None, refusal="I can't help with that.")
+    assert message.to_dict() == {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    assert Message.from_dict(message.to_dict()) == message
+    assert "refusal" not in Message("assistant", "x").to_dict()

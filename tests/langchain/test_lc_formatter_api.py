@@ -6,13 +6,14 @@ import ast
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, AIMessageChunk
 
 import azml_client.langchain
 from azml_client._config import ApiType
 from azml_client._formatters import _registry, default_formatter_name, is_user_method, registered_name
-from azml_client._types import ChatResult, Message, Usage
+from azml_client._types import ChatChunk, ChatResult, Message, Usage
 from azml_client.langchain import (
     AzureMLChatOnlineEndpoint,
     AzureMLOnlineEndpoint,
@@ -20,7 +21,7 @@ from azml_client.langchain import (
     LlamaChatContentFormatter,
     MistralChatContentFormatter,
 )
-from azml_client.langchain._messages import chat_result, to_core_messages
+from azml_client.langchain._messages import chat_result, stream_chunk, to_core_messages
 from azml_client.langchain._settings import EndpointSettings
 
 ADAPTER = Path(azml_client.langchain.__file__).parent
@@ -80,6 +81,20 @@ def test_the_default_formatter_rule_is_the_formatter_layers() -> None:
             assert model._default_formatter() == default_formatter_name(kind, api_type)  # type: ignore[arg-type]
 
 
+def test_a_refusal_reaches_langchain() -> None:
+    message = Message("assistant", None, refusal="I can't help with that.")
+    result = chat_result(ChatResult(message, "stop"), None, None)
+    ai = result.generations[0].message
+    assert isinstance(ai, AIMessage)
+    assert ai.content == ""
+    assert ai.additional_kwargs == {"refusal": "I can't help with that."}
+    assert chat_result(ChatResult(Message("assistant", "x")), None, None).generations[0].message.additional_kwargs == {}
+    pieces = [stream_chunk(ChatChunk(refusal=text), None).message for text in ("I can", "'t.")]
+    joined = pieces[0] + pieces[1]
+    assert isinstance(joined, AIMessageChunk)
+    assert joined.additional_kwargs == {"refusal": "I can't."}
+
+
 def test_token_usage_is_the_usage_wire_form() -> None:
     for usage in (Usage(3, 4, 7), Usage(3, None, None)):
         result = chat_result(ChatResult(Message("assistant", "x"), usage=usage), None, None)
@@ -91,3 +106,10 @@ def test_token_usage_is_the_usage_wire_form() -> None:
 def test_assistant_content_text_is_the_core_reading() -> None:
     thinking = AIMessage([{"type": "thinking", "thinking": "hmm", "text": "no"}, {"type": "text", "text": "Hi."}, "!"])
     assert to_core_messages([thinking])[0].content == "Hi.!"
+
+
+def test_a_seed_chat_formatters_refusal_free_answer_still_parses() -> None:
+    body = orjson.dumps({"choices": [{"message": {"role": "assistant", "content": None}, "finish_reason": "length"}]})
+    generation = CustomOpenAIChatContentFormatter().format_response_payload(body, S)
+    assert generation.message.content == ""
+    assert generation.generation_info == {"finish_reason": "length"}
