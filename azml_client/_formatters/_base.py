@@ -46,8 +46,27 @@ __all__ = [
 
 _PACKAGE: Final = "azml_client._formatters."
 
-#: The exceptions a seed-style ``format_response_payload`` raises on a body it cannot read.
-_USER_PARSE_ERRORS: Final = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+#: The exceptions a seed-style ``format_response_payload`` raises on a body it cannot read (RecursionError:
+#: its own ``json.loads`` on an answer nested deeper than the interpreter's stack).
+_USER_PARSE_ERRORS: Final = (KeyError, IndexError, TypeError, AttributeError, ValueError, RecursionError)
+
+#: The exceptions a seed-style request builder raises on a request it cannot encode: ``json.dumps`` of a value
+#: that is not JSON (TypeError, ValueError) or nested too deeply (RecursionError), ``str.encode`` of a lone
+#: surrogate (UnicodeEncodeError, a ValueError).
+_USER_BUILD_ERRORS: Final = (TypeError, ValueError, RecursionError)
+
+_SURROGATE_PROBLEM: Final = (
+    "it holds a lone surrogate (a code point in U+D800..U+DFFF without its pair, often from text decoded with "
+    "errors='surrogateescape'), which UTF-8 cannot encode"
+)
+_JSON_VALUES: Final = (
+    "model_kwargs values must be JSON values (str, number, bool, None, list, dict with str keys); "
+    "convert others (a datetime, a set, bytes) before passing them"
+)
+
+#: orjson encodes datetimes and dataclasses by itself, which json.dumps (the seed, ``legacy_escaping``) refuses:
+#: pass them to ``default``, which refuses them too, so that both encodings accept the same values.
+_ORJSON_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 #: Marks a class whose seed-style methods are azml-client's own, though defined outside this package.
 _VARIANT_MARK: Final = "_azml_variant_of"
@@ -132,11 +151,43 @@ def _quiet_api_type(value: Any) -> ApiType | None:
         return None
 
 
+def _not_json(value: Any) -> Any:
+    """orjson's ``default``: a float subclass (numpy's float64) is a number; nothing else is a JSON value."""
+    if isinstance(value, float):
+        return float(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _legacy_default(value: Any) -> Any:
+    """json.dumps's ``default`` for the values orjson encodes by itself (and so lets through): enums, UUIDs."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    import uuid  # only a request holding a UUID gets here
+
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return _not_json(value)
+
+
+def _check_text(text: Any, what: str, formatter: str) -> None:
+    """Refuse a str that UTF-8 cannot encode (a lone surrogate) before any formatter builds a request of it."""
+    if isinstance(text, str):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigurationError(f"formatter {formatter!r} cannot send {what}: {_SURROGATE_PROBLEM}") from exc
+
+
 def _payload_bytes(payload: Any, formatter: str) -> bytes:
     if isinstance(payload, bytes):
         return payload
     if isinstance(payload, str):
-        return payload.encode("utf-8")
+        try:
+            return payload.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigurationError(
+                f"formatter {formatter!r} built a request payload (a str) that cannot be sent: {_SURROGATE_PROBLEM}"
+            ) from exc
     if isinstance(payload, (bytearray, memoryview)):
         return bytes(payload)
     read = getattr(payload, "read", None)
@@ -294,8 +345,10 @@ class ContentFormatterBase:
         ``"stream": True`` for a serverless stream) and encodes a str result as UTF-8.
 
         Raises:
-            ConfigurationError: a stream was asked of a dedicated endpoint, or the payload is not bytes/str.
+            ConfigurationError: the prompt holds a lone surrogate (UTF-8 cannot encode it), a stream was asked of
+                a dedicated endpoint, the method could not encode the request, or the payload is not bytes/str.
         """
+        _check_text(prompt, "the prompt", self.name)
         kwargs = dict(model_kwargs)
         if stream:
             self.check_can_stream(api_type)
@@ -309,9 +362,15 @@ class ContentFormatterBase:
         all); a str payload is encoded as UTF-8. For wrappers of seed-style formatters (the LangChain adapter).
 
         Raises:
-            ConfigurationError: the method returned something that is not bytes/str.
+            ConfigurationError: the method failed to encode the request (a value that is not JSON, a lone
+                surrogate, nesting too deep: chained to its error), or returned something that is not bytes/str.
         """
-        payload = _call(self.format_request_payload, self._request_api_type, (prompt, model_kwargs), api_type)
+        try:
+            payload = _call(self.format_request_payload, self._request_api_type, (prompt, model_kwargs), api_type)
+        except AzureMLError:
+            raise
+        except _USER_BUILD_ERRORS as exc:
+            raise self._build_error("format_request_payload", exc) from exc
         return _payload_bytes(payload, self.name)
 
     def call_format_messages_request_payload(
@@ -322,7 +381,8 @@ class ContentFormatterBase:
         As :meth:`call_format_request_payload`, for a conversation (``messages`` as the method expects them).
 
         Raises:
-            ConfigurationError: the method returned something that is not bytes/str.
+            ConfigurationError: the method failed to encode the request, or returned something that is not
+                bytes/str.
             NotImplementedError: the formatter has no such method.
         """
         method = getattr(self, "format_messages_request_payload", None)
@@ -331,7 +391,12 @@ class ContentFormatterBase:
                 f"formatter {type(self).__name__} must define "
                 "format_messages_request_payload(messages, model_kwargs, api_type)"
             )
-        payload = _call(method, self._messages_api_type, (messages, model_kwargs), api_type)
+        try:
+            payload = _call(method, self._messages_api_type, (messages, model_kwargs), api_type)
+        except AzureMLError:
+            raise
+        except _USER_BUILD_ERRORS as exc:
+            raise self._build_error("format_messages_request_payload", exc) from exc
         return _payload_bytes(payload, self.name)
 
     def call_format_response_payload(self, body: bytes, api_type: ApiType, *, status: int = 200) -> Any:
@@ -341,7 +406,7 @@ class ContentFormatterBase:
 
         Raises:
             ResponseFormatError: the method failed on the body (KeyError, IndexError, TypeError, AttributeError,
-                ValueError: chained to its error).
+                ValueError, RecursionError: chained to its error).
         """
         try:
             return _call(self.format_response_payload, self._response_api_type, (body,), api_type)
@@ -354,6 +419,16 @@ class ContentFormatterBase:
                 status,
                 api_type=api_type,
             ) from exc
+
+    def _build_error(self, method: str, exc: Exception) -> ConfigurationError:
+        if isinstance(exc, UnicodeEncodeError):
+            return ConfigurationError(
+                f"{method} of formatter {self.name!r} cannot encode the request: {_SURROGATE_PROBLEM}"
+            )
+        return ConfigurationError(
+            f"{method} of formatter {self.name!r} could not build the request: {type(exc).__name__}: {exc}; "
+            f"{_JSON_VALUES}"
+        )
 
     def _user_text(self, body: bytes, api_type: ApiType, status: int, what: str) -> tuple[Any, str]:
         """Call the user's ``format_response_payload``; return its output and the text in it."""
@@ -461,15 +536,23 @@ class ContentFormatterBase:
             raise self._response_error(what, body, status, api_type=api_type) from exc
 
     def _dumps(self, payload: Any) -> bytes:
-        """Encode a request body compactly, or in the seed's ``json.dumps`` style under ``legacy_escaping``."""
+        """Encode a request body compactly, or in the seed's ``json.dumps`` style under ``legacy_escaping``.
+
+        Both encodings accept the same values: the JSON values (and enums and UUIDs, as their values), never a
+        datetime or another object, never a str with a lone surrogate, never more than 255 levels deep.
+        """
         try:
-            if self.legacy_escaping:
-                return json.dumps(payload).encode("utf-8")
-            return orjson.dumps(payload)
-        except (TypeError, ValueError) as exc:
+            if not self.legacy_escaping:
+                return orjson.dumps(payload, default=_not_json, option=_ORJSON_OPTIONS)
+            orjson.dumps(payload, default=_not_json, option=_ORJSON_OPTIONS)  # the same refusals as above
+            return json.dumps(payload, default=_legacy_default).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            if "surrogates" in str(exc):
+                problem = f"a string in the request (the prompt, a message or model_kwargs) {_SURROGATE_PROBLEM}"
+            else:
+                problem = f"{exc}; {_JSON_VALUES}"
             raise ConfigurationError(
-                f"formatter {self.name!r} could not encode the request as JSON: {exc}; "
-                "model_kwargs values must be JSON values (str, number, bool, None, list, dict with str keys)"
+                f"formatter {self.name!r} could not encode the request as JSON: {problem}"
             ) from exc
 
     def _legacy_prompt(self, prompt: str) -> str:
@@ -537,10 +620,13 @@ class ChatContentFormatterBase(ContentFormatterBase):
         ``model_kwargs`` (plus ``"stream": True`` for a serverless stream).
 
         Raises:
-            ConfigurationError: an empty conversation, a stream asked of a dedicated endpoint, or a payload
-                that is not bytes/str.
+            ConfigurationError: an empty conversation, a message that holds a lone surrogate, a stream asked of
+                a dedicated endpoint, a method that could not encode the request, or a payload that is not
+                bytes/str.
         """
         conversation = as_messages(messages)
+        for position, message in enumerate(conversation):
+            _check_text(content_text(message.content), f"message {position}", self.name)
         kwargs = dict(model_kwargs)
         if stream:
             self.check_can_stream(api_type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -39,6 +40,14 @@ def _keys(data: Mapping[Any, Any]) -> str:
     return "[" + ", ".join(repr(key) for key in keys) + more + "]"
 
 
+#: A repr that stops a few levels down and a few items in: a decoded answer may nest 1024 levels deep, deeper
+#: than the built-in ``repr`` can go without a RecursionError.
+_SHORT_REPR: Final = reprlib.Repr()
+_SHORT_REPR.maxlevel = 4
+_SHORT_REPR.maxstring = 200
+_SHORT_REPR.maxother = 200
+
+
 def error_object(data: Mapping[Any, Any]) -> Any:
     """The ``"error"`` member of a decoded answer or chunk, or ``None`` when it reports no error.
 
@@ -57,7 +66,7 @@ def error_text(error: Any, limit: int = 200) -> str:
             return message[:limit]
     if isinstance(error, str):
         return error[:limit]
-    return repr(error)[:limit]
+    return _SHORT_REPR.repr(error)[:limit]
 
 
 def _sniff_object(data: Mapping[Any, Any]) -> BodyShape:

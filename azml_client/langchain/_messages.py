@@ -113,6 +113,9 @@ def _tool_calls(calls: Sequence[CoreToolCall]) -> tuple[list[ToolCall], list[Inv
         except OutputParserException as exc:
             invalid.append(make_invalid_tool_call(raw, str(exc)))
             continue
+        except RecursionError:  # its json.loads of arguments nested deeper than the interpreter's stack
+            invalid.append(make_invalid_tool_call(raw, "the arguments are nested too deeply to decode"))
+            continue
         if parsed is not None:
             valid.append(ToolCall(name=parsed["name"], args=parsed["args"], id=parsed.get("id"), type="tool_call"))
     return valid, invalid

@@ -213,6 +213,12 @@ def test_error_objects_mid_stream_raise_stream_error(name: str, data: str, messa
         assert info.value.data == data
 
 
+def test_a_deeply_nested_error_object_mid_stream() -> None:
+    data = '{"error": ' + "[" * 1000 + "]" * 1000 + "}"
+    with pytest.raises(StreamError, match=r"\[\[\["):
+        chat.parse_chat_stream_event(data, S)
+
+
 # -- NaN and Infinity ------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 import azml_client.langchain
 from azml_client._config import ApiType
 from azml_client._formatters import _registry, default_formatter_name, is_user_method, registered_name
-from azml_client._types import ChatChunk, ChatResult, Message, Usage
+from azml_client._types import ChatChunk, ChatResult, Message, ToolCall, Usage
 from azml_client.langchain import (
     AzureMLChatOnlineEndpoint,
     AzureMLOnlineEndpoint,
@@ -101,6 +101,16 @@ def test_token_usage_is_the_usage_wire_form() -> None:
         assert result.llm_output is not None
         assert result.llm_output["token_usage"] == usage.to_dict()
     assert "token_usage" not in (chat_result(ChatResult(Message("assistant", "x")), None, None).llm_output or {})
+
+
+def test_tool_call_arguments_nested_too_deeply_are_an_invalid_tool_call() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    message = Message("assistant", None, tool_calls=[ToolCall("c1", "f", deep), ToolCall("c2", "g", '{"a": 1}')])
+    ai = chat_result(ChatResult(message, "tool_calls"), None, None).generations[0].message
+    assert isinstance(ai, AIMessage)
+    assert [call["name"] for call in ai.tool_calls] == ["g"]
+    assert [call["name"] for call in ai.invalid_tool_calls] == ["f"]
+    assert "nested too deeply" in (ai.invalid_tool_calls[0]["error"] or "")
 
 
 def test_assistant_content_text_is_the_core_reading() -> None:
