@@ -701,7 +701,7 @@ class ChatContentFormatterBase(ContentFormatterBase):
         chunk = self.parse_chat_stream_event(data, api_type)
         if chunk is None:
             return None
-        return CompletionChunk(chunk.content, chunk.finish_reason, chunk.usage, chunk.raw)
+        return CompletionChunk(chunk.content, chunk.finish_reason, chunk.usage, chunk.raw, chunk.index)
 
 
 class DeprecatedFormatterAlias(ContentFormatterBase):
