@@ -26,6 +26,7 @@ from azml_client._exceptions import (
     ResponseTooLargeError,
     ServerError,
     StreamConsumedError,
+    StreamError,
     UnprocessableEntityError,
 )
 from azml_client._formatters import (
@@ -107,6 +108,7 @@ __all__ = [
     "ServerError",
     "ServerSentEvent",
     "StreamConsumedError",
+    "StreamError",
     "Timeout",
     "ToolCall",
     "UnprocessableEntityError",

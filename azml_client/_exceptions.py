@@ -7,6 +7,7 @@ Every error the SDK raises on purpose derives from :class:`AzureMLError`::
     ├── CredentialError           the credential gave no token; nothing was sent
     ├── StreamConsumedError       an event stream was iterated a second time (also a RuntimeError)
     ├── ResponseFormatError       the answer does not fit the formatter
+    ├── StreamError               the server reported an error in an event stream
     ├── APIConnectionError        the request did not get a whole HTTP answer
     │   ├── APITimeoutError       ... because a timeout ran out
     │   └── ResponseTooLargeError ... because the body is over max_response_size
@@ -47,6 +48,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ServerError",
     "StreamConsumedError",
+    "StreamError",
     "UnprocessableEntityError",
     "status_error_for",
 ]
@@ -120,6 +122,23 @@ class ResponseFormatError(AzureMLError):
         if hint:
             parts.append(f"hint: {hint}")
         super().__init__("; ".join(parts))
+
+
+class StreamError(AzureMLError):
+    """The server reported an error in an event stream: an error object as a chunk, or an ``event: error`` event.
+
+    The stream had started (the answer's status was 2xx), so this is the server's failure mid-answer, not a
+    formatter that cannot read the answer.
+
+    Attributes:
+        data: the event's data (at most ``MAX_ERROR_BODY`` characters), when known.
+        code: the error's ``code``, when the server gave one.
+    """
+
+    def __init__(self, message: str, *, data: str | None = None, code: str | None = None) -> None:
+        self.data = data[:MAX_ERROR_BODY] if data is not None else None
+        self.code = code
+        super().__init__(f"{message}; code={code!r}" if code is not None else message)
 
 
 class APIConnectionError(AzureMLError):

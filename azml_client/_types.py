@@ -22,7 +22,9 @@ __all__ = [
     "MessageLike",
     "MessagesInput",
     "ToolCall",
+    "ToolCallDelta",
     "Usage",
+    "content_text",
     "to_messages",
 ]
 
@@ -55,6 +57,17 @@ class Usage:
             total = prompt + completion
         return cls(prompt, completion, total)
 
+    def to_dict(self) -> dict[str, int | None]:
+        """Return the OpenAI wire form ``{"prompt_tokens", "completion_tokens", "total_tokens"}``.
+
+        A count the endpoint did not report stays ``None`` (JSON ``null``); :meth:`from_dict` reads it back.
+        """
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
 
 @attrs.frozen(slots=True)
 class ToolCall:
@@ -69,6 +82,51 @@ class ToolCall:
         """Return the OpenAI wire form of this tool call."""
         return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
 
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "a tool call") -> ToolCall:
+        """Read the OpenAI wire form ``{"id", "type", "function": {"name", "arguments"}}``.
+
+        The one reading of a tool call, for answers and for messages given as dicts alike: ``function`` must be an
+        object with a ``name`` string; ``arguments`` missing or ``null`` is ``"{}"``, and arguments sent as a JSON
+        object (some servers do) become its compact JSON text; an ``id`` missing or ``null`` is ``""`` and an
+        integer id becomes its text; a ``type`` that is not a string is ``"function"``.
+
+        Raises:
+            ConfigurationError: ``data`` does not have that form; the message starts with ``where``.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(f"{where} must be an object, got {type(data).__name__}")
+        function = data.get("function")
+        if not isinstance(function, Mapping):
+            raise ConfigurationError(f"{where} has no 'function' object")
+        name = function.get("name")
+        if not isinstance(name, str):
+            raise ConfigurationError(f"{where} function has no 'name' string")
+        arguments = function.get("arguments")
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):
+            import orjson  # kept out of ``import azml_client._types``: only this rare form needs it
+
+            try:
+                arguments = orjson.dumps(arguments).decode()
+            except TypeError:  # orjson.JSONEncodeError: not a JSON value, or nested too deeply
+                raise ConfigurationError(f"{where} arguments cannot be encoded as JSON") from None
+        call_id = data.get("id")
+        if call_id is None:
+            call_id = ""
+        elif isinstance(call_id, int) and not isinstance(call_id, bool):
+            call_id = str(call_id)
+        elif not isinstance(call_id, str):
+            raise ConfigurationError(f"{where} 'id' must be a string, got {type(call_id).__name__}")
+        call_type = data.get("type")
+        return cls(
+            id=call_id,
+            name=name,
+            arguments=arguments,
+            type=call_type if isinstance(call_type, str) else "function",
+        )
+
 
 def _tool_call_tuple(calls: Iterable[ToolCall]) -> tuple[ToolCall, ...]:
     return tuple(calls)
@@ -79,8 +137,9 @@ class Message:
     """One chat message.
 
     ``content`` is a str, or a list of content parts (multimodal) passed through to serverless endpoints,
-    or ``None`` for an assistant message that only carries ``tool_calls``. A ``tool`` message names the call it
-    answers with ``tool_call_id``.
+    or ``None`` for an assistant message that only carries ``tool_calls`` (or an answer that was cut or
+    filtered before any text). A ``tool`` message names the call it answers with ``tool_call_id``.
+    ``refusal`` is the text of an assistant's refusal, when the endpoint sent one (OpenAI's ``refusal``).
     """
 
     role: str
@@ -88,6 +147,7 @@ class Message:
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tool_call_tuple)
+    refusal: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.role not in ROLES:
@@ -108,38 +168,54 @@ class Message:
             out["tool_call_id"] = self.tool_call_id
         if self.tool_calls:
             out["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        if self.refusal is not None:
+            out["refusal"] = self.refusal
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Message:
-        """Build from an OpenAI-style message dict; raise ConfigurationError when it has no role."""
+        """Build from an OpenAI-style message dict (tool calls read by :meth:`ToolCall.from_dict`).
+
+        Raises:
+            ConfigurationError: no role, an unknown role, content of another type, or a malformed tool call.
+        """
         if "role" not in data:
             raise ConfigurationError(f"a message dict needs a 'role' key; got keys {sorted(data)}")
-        calls = []
-        for raw in data.get("tool_calls") or ():
-            fn = raw.get("function") or {} if isinstance(raw, Mapping) else {}
-            if not isinstance(raw, Mapping) or not isinstance(fn, Mapping):
-                raise ConfigurationError(f"a tool call must be an object, got {raw!r}")
-            args = fn.get("arguments", "{}")
-            if not isinstance(args, str):
-                import orjson
-
-                args = orjson.dumps(args).decode()
-            calls.append(
-                ToolCall(
-                    id=str(raw.get("id", "")),
-                    name=str(fn.get("name", "")),
-                    arguments=args,
-                    type=str(raw.get("type", "function")),
-                )
-            )
+        raw_calls = data.get("tool_calls") or ()
+        if not isinstance(raw_calls, (list, tuple)):
+            raise ConfigurationError(f"a message's 'tool_calls' must be a list, got {type(raw_calls).__name__}")
+        refusal = data.get("refusal")
         return cls(
             role=data["role"],
             content=data.get("content"),
             name=data.get("name"),
             tool_call_id=data.get("tool_call_id"),
-            tool_calls=tuple(calls),
+            tool_calls=tuple(ToolCall.from_dict(raw, where=f"tool call {i}") for i, raw in enumerate(raw_calls)),
+            refusal=refusal if isinstance(refusal, str) else None,
         )
+
+
+def content_text(content: str | Sequence[Any] | None) -> str:
+    """The text of a message content: the str itself, or the text of a list of content parts joined.
+
+    The one reading of content text. In a list, a str item is text, and so is the ``"text"`` string of a part
+    whose ``"type"`` is ``"text"`` or absent; other parts (images, ``tool_use``, ``thinking``, ``reasoning``,
+    ``refusal``) carry no answer text, and a ``{"text": null}`` part carries none either. ``None`` (an answer
+    with only tool calls, or cut before any text) is ``""``.
+    """
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, (list, tuple)):
+        return ""
+    texts: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, Mapping) and part.get("type", "text") in ("text", None):
+            text = part.get("text")
+            if isinstance(text, str):
+                texts.append(text)
+    return "".join(texts)
 
 
 MessageLike = Message | tuple[str, Any] | Mapping[str, Any]
@@ -268,14 +344,16 @@ class ChatResult:
 
     @property
     def content(self) -> str:
-        """The first answer's text (``""`` when the model answered only with tool calls)."""
-        content = self.message.content
-        if content is None:
-            return ""
-        if isinstance(content, str):
-            return content
-        texts = (part.get("text") for part in content if isinstance(part, Mapping))
-        return "".join(text for text in texts if isinstance(text, str))  # {"text": null} parts carry no text
+        """The first answer's text (``""`` when the model answered only with tool calls, or with no text).
+
+        See :func:`content_text` for how a list of content parts is read.
+        """
+        return content_text(self.message.content)
+
+    @property
+    def refusal(self) -> str | None:
+        """The first answer's refusal text, when the endpoint sent one."""
+        return self.message.refusal
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
@@ -305,5 +383,7 @@ class ChatChunk:
     raw: Any = attrs.field(default=None, repr=False, eq=False)
     #: Which of the ``n`` choices this piece belongs to.
     index: int = 0
+    #: A piece of the answer's refusal text (OpenAI's ``delta.refusal``), joined like ``content``.
+    refusal: str = ""
     #: The HTTP call behind the stream, on its first chunk (``None`` on the others).
     call: CallInfo | None = attrs.field(default=None, repr=False, eq=False)

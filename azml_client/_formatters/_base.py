@@ -11,14 +11,17 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal
 
 import orjson
 
+from azml_client import _json
 from azml_client._config import ApiType
 from azml_client._exceptions import AzureMLError, ConfigurationError, ResponseFormatError
 from azml_client._formatters import _openai
+from azml_client._formatters._registry import name_formatter_class, registered_name
 from azml_client._formatters._shapes import MISSING, sniff
 from azml_client._types import (
     ChatChoice,
@@ -29,15 +32,44 @@ from azml_client._types import (
     CompletionChunk,
     Message,
     MessagesInput,
+    content_text,
     to_messages,
 )
 
-__all__ = ["ChatContentFormatterBase", "ContentFormatterBase"]
+__all__ = [
+    "ChatContentFormatterBase",
+    "ContentFormatterBase",
+    "DeprecatedFormatterAlias",
+    "as_messages",
+    "is_user_method",
+]
 
 _PACKAGE: Final = "azml_client._formatters."
 
-#: The exceptions a seed-style ``format_response_payload`` raises on a body it cannot read.
-_USER_PARSE_ERRORS: Final = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+#: The exceptions a seed-style ``format_response_payload`` raises on a body it cannot read (RecursionError:
+#: its own ``json.loads`` on an answer nested deeper than the interpreter's stack).
+_USER_PARSE_ERRORS: Final = (KeyError, IndexError, TypeError, AttributeError, ValueError, RecursionError)
+
+#: The exceptions a seed-style request builder raises on a request it cannot encode: ``json.dumps`` of a value
+#: that is not JSON (TypeError, ValueError) or nested too deeply (RecursionError), ``str.encode`` of a lone
+#: surrogate (UnicodeEncodeError, a ValueError).
+_USER_BUILD_ERRORS: Final = (TypeError, ValueError, RecursionError)
+
+_SURROGATE_PROBLEM: Final = (
+    "it holds a lone surrogate (a code point in U+D800..U+DFFF without its pair, often from text decoded with "
+    "errors='surrogateescape'), which UTF-8 cannot encode"
+)
+_JSON_VALUES: Final = (
+    "model_kwargs values must be JSON values (str, number, bool, None, list, dict with str keys); "
+    "convert others (a datetime, a set, bytes) before passing them"
+)
+
+#: orjson encodes datetimes and dataclasses by itself, which json.dumps (the seed, ``legacy_escaping``) refuses:
+#: pass them to ``default``, which refuses them too, so that both encodings accept the same values.
+_ORJSON_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+#: Marks a class whose seed-style methods are azml-client's own, though defined outside this package.
+_VARIANT_MARK: Final = "_azml_variant_of"
 
 #: The seed's hand-made escaping (``escape_special_characters``), as one translation table.
 _LEGACY_ESCAPES: Final = str.maketrans(
@@ -75,11 +107,18 @@ def _api_type_arg(cls: type, method: str, leading: int) -> _ApiTypeArg:
 
 
 def _user_defined(cls: type, method: str) -> bool:
-    """Whether ``cls.method`` comes from a class outside azml-client's formatter package."""
+    """Whether ``cls.method`` comes from a user's class: not this package's, nor a declared variant's."""
     for klass in cls.__mro__:
         if method in vars(klass):
-            return not klass.__module__.startswith(_PACKAGE)
+            return not (klass.__module__.startswith(_PACKAGE) or _VARIANT_MARK in vars(klass))
     return False
+
+
+def is_user_method(formatter: ContentFormatterBase | type[ContentFormatterBase], method: str) -> bool:
+    """Whether the formatter's ``method`` (a seed-style one, such as ``format_messages_request_payload``) is a
+    user's: defined by a class outside azml-client, rather than by a built-in or a declared ``variant_of`` one.
+    """
+    return _user_defined(formatter if isinstance(formatter, type) else type(formatter), method)
 
 
 def _call(method: Callable[..., Any], how: _ApiTypeArg, args: tuple[Any, ...], api_type: ApiType) -> Any:
@@ -112,11 +151,43 @@ def _quiet_api_type(value: Any) -> ApiType | None:
         return None
 
 
+def _not_json(value: Any) -> Any:
+    """orjson's ``default``: a float subclass (numpy's float64) is a number; nothing else is a JSON value."""
+    if isinstance(value, float):
+        return float(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _legacy_default(value: Any) -> Any:
+    """json.dumps's ``default`` for the values orjson encodes by itself (and so lets through): enums, UUIDs."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    import uuid  # only a request holding a UUID gets here
+
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return _not_json(value)
+
+
+def _check_text(text: Any, what: str, formatter: str) -> None:
+    """Refuse a str that UTF-8 cannot encode (a lone surrogate) before any formatter builds a request of it."""
+    if isinstance(text, str):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigurationError(f"formatter {formatter!r} cannot send {what}: {_SURROGATE_PROBLEM}") from exc
+
+
 def _payload_bytes(payload: Any, formatter: str) -> bytes:
     if isinstance(payload, bytes):
         return payload
     if isinstance(payload, str):
-        return payload.encode("utf-8")
+        try:
+            return payload.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigurationError(
+                f"formatter {formatter!r} built a request payload (a str) that cannot be sent: {_SURROGATE_PROBLEM}"
+            ) from exc
     if isinstance(payload, (bytearray, memoryview)):
         return bytes(payload)
     read = getattr(payload, "read", None)
@@ -158,7 +229,13 @@ class ContentFormatterBase:
     Args:
         legacy_escaping: reproduce the seed's exact request bytes (its hand-made escaping, the literal
             quotes around dedicated prompts, ``json.dumps`` separators) for scoring scripts that expect them.
-            Only the built-in formatters read it.
+            Only the built-in formatters read it; it changes the bytes, never what may be sent.
+
+    Class keyword:
+        variant_of: for a subclass that reads and writes the same bytes as the registered formatter of that
+            name and adds an API on top (the LangChain adapter's chat formatters): the class is saved under that
+            name, and the seed-style methods it defines count as built-in, so the built-in fast paths stay.
+            A user's subclass of it is a user's formatter again.
 
     Class attributes:
         content_type: the ``Content-Type`` of the request body.
@@ -183,8 +260,11 @@ class ContentFormatterBase:
     _overrides_response: ClassVar[bool] = False
     _overrides_messages: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, variant_of: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if variant_of is not None:
+            setattr(cls, _VARIANT_MARK, variant_of)  # before the flags below are computed
+            name_formatter_class(cls, variant_of)
         cls._request_api_type = _api_type_arg(cls, "format_request_payload", 2)
         cls._response_api_type = _api_type_arg(cls, "format_response_payload", 1)
         cls._messages_api_type = _api_type_arg(cls, "format_messages_request_payload", 2)
@@ -202,8 +282,6 @@ class ContentFormatterBase:
     @property
     def name(self) -> str:
         """The name the formatter's class is registered under, else the class name."""
-        from azml_client._formatters._registry import registered_name
-
         return registered_name(self) or type(self).__name__
 
     def check_api_type(self, api_type: ApiType | str) -> None:
@@ -267,18 +345,94 @@ class ContentFormatterBase:
         ``"stream": True`` for a serverless stream) and encodes a str result as UTF-8.
 
         Raises:
-            ConfigurationError: a stream was asked of a dedicated endpoint, or the payload is not bytes/str.
+            ConfigurationError: the prompt holds a lone surrogate (UTF-8 cannot encode it), a stream was asked of
+                a dedicated endpoint, the method could not encode the request, or the payload is not bytes/str.
         """
+        _check_text(prompt, "the prompt", self.name)
         kwargs = dict(model_kwargs)
         if stream:
-            self._check_can_stream(api_type)
+            self.check_can_stream(api_type)
             kwargs["stream"] = True
-        payload = _call(self.format_request_payload, self._request_api_type, (prompt, kwargs), api_type)
+        return self.call_format_request_payload(prompt, kwargs, api_type)
+
+    def call_format_request_payload(self, prompt: str, model_kwargs: dict[str, Any], api_type: ApiType) -> bytes:
+        """Call this formatter's ``format_request_payload`` as the SDK does, and return the body as bytes.
+
+        ``api_type`` is passed the way the method's signature takes it (positionally, by keyword, or not at
+        all); a str payload is encoded as UTF-8. For wrappers of seed-style formatters (the LangChain adapter).
+
+        Raises:
+            ConfigurationError: the method failed to encode the request (a value that is not JSON, a lone
+                surrogate, nesting too deep: chained to its error), or returned something that is not bytes/str.
+        """
+        try:
+            payload = _call(self.format_request_payload, self._request_api_type, (prompt, model_kwargs), api_type)
+        except AzureMLError:
+            raise
+        except _USER_BUILD_ERRORS as exc:
+            raise self._build_error("format_request_payload", exc) from exc
         return _payload_bytes(payload, self.name)
+
+    def call_format_messages_request_payload(
+        self, messages: list[Any], model_kwargs: dict[str, Any], api_type: ApiType
+    ) -> bytes:
+        """Call this formatter's ``format_messages_request_payload`` as the SDK does; return the body as bytes.
+
+        As :meth:`call_format_request_payload`, for a conversation (``messages`` as the method expects them).
+
+        Raises:
+            ConfigurationError: the method failed to encode the request, or returned something that is not
+                bytes/str.
+            NotImplementedError: the formatter has no such method.
+        """
+        method = getattr(self, "format_messages_request_payload", None)
+        if method is None:
+            raise NotImplementedError(
+                f"formatter {type(self).__name__} must define "
+                "format_messages_request_payload(messages, model_kwargs, api_type)"
+            )
+        try:
+            payload = _call(method, self._messages_api_type, (messages, model_kwargs), api_type)
+        except AzureMLError:
+            raise
+        except _USER_BUILD_ERRORS as exc:
+            raise self._build_error("format_messages_request_payload", exc) from exc
+        return _payload_bytes(payload, self.name)
+
+    def call_format_response_payload(self, body: bytes, api_type: ApiType, *, status: int = 200) -> Any:
+        """Call this formatter's ``format_response_payload`` as the SDK does, and return what it returns.
+
+        ``api_type`` is passed the way the method's signature takes it. For wrappers of seed-style formatters.
+
+        Raises:
+            ResponseFormatError: the method failed on the body (KeyError, IndexError, TypeError, AttributeError,
+                ValueError, RecursionError: chained to its error).
+        """
+        try:
+            return _call(self.format_response_payload, self._response_api_type, (body,), api_type)
+        except AzureMLError:
+            raise
+        except _USER_PARSE_ERRORS as exc:
+            raise self._response_error(
+                f"format_response_payload of formatter {self.name!r} failed: {type(exc).__name__}: {exc}",
+                body,
+                status,
+                api_type=api_type,
+            ) from exc
+
+    def _build_error(self, method: str, exc: Exception) -> ConfigurationError:
+        if isinstance(exc, UnicodeEncodeError):
+            return ConfigurationError(
+                f"{method} of formatter {self.name!r} cannot encode the request: {_SURROGATE_PROBLEM}"
+            )
+        return ConfigurationError(
+            f"{method} of formatter {self.name!r} could not build the request: {type(exc).__name__}: {exc}; "
+            f"{_JSON_VALUES}"
+        )
 
     def _user_text(self, body: bytes, api_type: ApiType, status: int, what: str) -> tuple[Any, str]:
         """Call the user's ``format_response_payload``; return its output and the text in it."""
-        output = self._call_user_parser(body, api_type, status)
+        output = self.call_format_response_payload(body, api_type, status=status)
         text = _text_of(output)
         if text is None:
             raise self._response_error(
@@ -320,30 +474,27 @@ class ContentFormatterBase:
             ConfigurationError: the api type does not stream (dedicated).
             ResponseFormatError: the event data is not a completion chunk.
         """
-        self._check_can_stream(api_type)
-        return _openai.parse_completion_chunk(self, data)
+        self.check_can_stream(api_type)
+        try:
+            return _openai.parse_completion_chunk(data)
+        except _openai.MalformedAnswer as exc:
+            raise self._malformed(exc, data, None, ApiType.serverless) from exc.__cause__
 
-    # -- helpers for subclasses ------------------------------------------------------------------------------
-
-    def _check_can_stream(self, api_type: ApiType) -> None:
+    def check_can_stream(self, api_type: ApiType | str) -> None:
+        """Raise :class:`ConfigurationError` unless ``api_type`` streams (only serverless endpoints do)."""
         if api_type != ApiType.serverless:
             raise ConfigurationError(
-                f"formatter {self.name!r} cannot stream from a {ApiType.parse(api_type).value} endpoint: "
+                f"formatter {self.name!r} cannot stream from a {_coerce_api_type(api_type).value} endpoint: "
                 "only serverless endpoints stream"
             )
 
-    def _call_user_parser(self, body: bytes, api_type: ApiType, status: int) -> Any:
-        try:
-            return _call(self.format_response_payload, self._response_api_type, (body,), api_type)
-        except AzureMLError:
-            raise
-        except _USER_PARSE_ERRORS as exc:
-            raise self._response_error(
-                f"format_response_payload of formatter {self.name!r} failed: {type(exc).__name__}: {exc}",
-                body,
-                status,
-                api_type=api_type,
-            ) from exc
+    # -- helpers for subclasses ------------------------------------------------------------------------------
+
+    def _malformed(
+        self, exc: _openai.MalformedAnswer, body: bytes | str, status: int | None, api_type: ApiType
+    ) -> ResponseFormatError:
+        """The ResponseFormatError for what an answer reader found wrong with ``body``."""
+        return self._response_error(exc.problem, body, status, data=exc.data, api_type=api_type)
 
     def _response_error(
         self,
@@ -377,23 +528,31 @@ class ContentFormatterBase:
         return ResponseFormatError(problem, formatter=name, status=status, body=raw, hint=hint)
 
     def _loads(self, body: bytes | str, status: int | None, api_type: ApiType) -> Any:
-        """Decode JSON, turning a decode failure into a ResponseFormatError."""
+        """Decode JSON (``NaN`` and ``Infinity`` included), turning a decode failure into a ResponseFormatError."""
         try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            what = "the answer is empty" if not body.strip() else "the answer is not valid JSON"
+            return _json.loads(body)
+        except _json.JSONDecodeError as exc:
+            what = "the answer is empty" if not body.strip() else f"the answer is not valid JSON ({exc})"
             raise self._response_error(what, body, status, api_type=api_type) from exc
 
     def _dumps(self, payload: Any) -> bytes:
-        """Encode a request body compactly, or in the seed's ``json.dumps`` style under ``legacy_escaping``."""
+        """Encode a request body compactly, or in the seed's ``json.dumps`` style under ``legacy_escaping``.
+
+        Both encodings accept the same values: the JSON values (and enums and UUIDs, as their values), never a
+        datetime or another object, never a str with a lone surrogate, never more than 255 levels deep.
+        """
         try:
-            if self.legacy_escaping:
-                return json.dumps(payload).encode("utf-8")
-            return orjson.dumps(payload)
-        except (TypeError, ValueError) as exc:
+            if not self.legacy_escaping:
+                return orjson.dumps(payload, default=_not_json, option=_ORJSON_OPTIONS)
+            orjson.dumps(payload, default=_not_json, option=_ORJSON_OPTIONS)  # the same refusals as above
+            return json.dumps(payload, default=_legacy_default).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            if "surrogates" in str(exc):
+                problem = f"a string in the request (the prompt, a message or model_kwargs) {_SURROGATE_PROBLEM}"
+            else:
+                problem = f"{exc}; {_JSON_VALUES}"
             raise ConfigurationError(
-                f"formatter {self.name!r} could not encode the request as JSON: {exc}; "
-                "model_kwargs values must be JSON values (str, number, bool, None, list, dict with str keys)"
+                f"formatter {self.name!r} could not encode the request as JSON: {problem}"
             ) from exc
 
     def _legacy_prompt(self, prompt: str) -> str:
@@ -403,17 +562,6 @@ class ContentFormatterBase:
     def _check_prompt(self, prompt: Any) -> None:
         if not isinstance(prompt, str):
             raise ConfigurationError(f"a prompt must be a str, got {type(prompt).__name__}")
-
-
-def _content_text(message: Message) -> str:
-    content = message.content
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    # Only text parts that carry a str: an endpoint may send {"text": null} (found by the fuzz tests).
-    texts = (part.get("text") for part in content if isinstance(part, Mapping))
-    return "".join(text for text in texts if isinstance(text, str))
 
 
 def as_messages(messages: MessagesInput | Iterable[Message]) -> list[Message]:
@@ -472,16 +620,23 @@ class ChatContentFormatterBase(ContentFormatterBase):
         ``model_kwargs`` (plus ``"stream": True`` for a serverless stream).
 
         Raises:
-            ConfigurationError: an empty conversation, a stream asked of a dedicated endpoint, or a payload
-                that is not bytes/str.
+            ConfigurationError: an empty conversation, a message that holds a lone surrogate, a stream asked of
+                a dedicated endpoint, a method that could not encode the request, or a payload that is not
+                bytes/str.
         """
-        dicts = [message.to_dict() for message in as_messages(messages)]
+        conversation = as_messages(messages)
+        for position, message in enumerate(conversation):
+            _check_text(content_text(message.content), f"message {position}", self.name)
         kwargs = dict(model_kwargs)
         if stream:
-            self._check_can_stream(api_type)
+            self.check_can_stream(api_type)
             kwargs["stream"] = True
-        payload = _call(self.format_messages_request_payload, self._messages_api_type, (dicts, kwargs), api_type)
-        return _payload_bytes(payload, self.name)
+        return self.call_format_messages_request_payload(self.seed_messages(conversation), kwargs, api_type)
+
+    def seed_messages(self, messages: Sequence[Message]) -> list[Any]:
+        """The conversation as ``format_messages_request_payload`` gets it: a list of ``{"role", "content"}``
+        dicts (OpenAI wire form). A wrapper that hands a seed-style formatter other objects overrides it."""
+        return [message.to_dict() for message in messages]
 
     def parse_chat_response(self, body: bytes, api_type: ApiType, *, status: int = 200) -> ChatResult:
         """Return the :class:`ChatResult` in an answer body.
@@ -511,8 +666,11 @@ class ChatContentFormatterBase(ContentFormatterBase):
             ConfigurationError: the api type does not stream (dedicated).
             ResponseFormatError: the event data is not a chat chunk.
         """
-        self._check_can_stream(api_type)
-        return _openai.parse_chat_chunk(self, data)
+        self.check_can_stream(api_type)
+        try:
+            return _openai.parse_chat_chunk(data)
+        except _openai.MalformedAnswer as exc:
+            raise self._malformed(exc, data, None, ApiType.serverless) from exc.__cause__
 
     # -- the completion calls, answered through the chat ones --------------------------------------------------
 
@@ -527,7 +685,7 @@ class ChatContentFormatterBase(ContentFormatterBase):
         """Return the chat answer in ``body`` as a :class:`Completion` (its text content)."""
         result = self.parse_chat_response(body, api_type, status=status)
         choices = tuple(
-            CompletionChoice(_content_text(choice.message), choice.finish_reason, choice.index, choice.logprobs)
+            CompletionChoice(content_text(choice.message.content), choice.finish_reason, choice.index, choice.logprobs)
             for choice in result.choices
         )
         return Completion(
@@ -543,4 +701,37 @@ class ChatContentFormatterBase(ContentFormatterBase):
         chunk = self.parse_chat_stream_event(data, api_type)
         if chunk is None:
             return None
-        return CompletionChunk(chunk.content, chunk.finish_reason, chunk.usage, chunk.raw)
+        return CompletionChunk(chunk.content, chunk.finish_reason, chunk.usage, chunk.raw, chunk.index)
+
+
+class DeprecatedFormatterAlias(ContentFormatterBase):
+    """Base of the seed's deprecated formatter class names: making one warns, and it saves as ``canonical``.
+
+    Put it first among the bases and name the formatter it stands for::
+
+        class OSSContentFormatter(DeprecatedFormatterAlias, GPT2ContentFormatter, canonical="gpt2"): ...
+
+    A subclass of such a class inherits its canonical name and its warning.
+    """
+
+    _canonical: str
+    _replacement: str
+
+    def __init_subclass__(cls, *, canonical: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if canonical is not None:
+            cls._canonical = canonical
+            cls._replacement = next(
+                base.__name__ for base in cls.__bases__ if not issubclass(base, DeprecatedFormatterAlias)
+            )
+        if not hasattr(cls, "_canonical"):
+            raise TypeError(f"{cls.__name__} needs canonical='<formatter name>'")
+        name_formatter_class(cls, cls._canonical)
+
+    def __init__(self, *, legacy_escaping: bool = False) -> None:
+        warnings.warn(
+            f"{type(self).__name__} is deprecated; use {self._replacement} (formatter {self._canonical!r})",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(legacy_escaping=legacy_escaping)

@@ -13,9 +13,14 @@ from typing import Any, ClassVar
 from azml_client._config import ApiType
 from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import _openai
-from azml_client._formatters._base import ChatContentFormatterBase, _coerce_api_type, as_messages
-from azml_client._formatters._registry import DeprecatedFormatterAlias, register_formatter
-from azml_client._types import ChatChoice, ChatChunk, ChatResult, Message
+from azml_client._formatters._base import (
+    ChatContentFormatterBase,
+    DeprecatedFormatterAlias,
+    _coerce_api_type,
+    as_messages,
+)
+from azml_client._formatters._lookup import register_formatter
+from azml_client._types import ChatChoice, ChatChunk, ChatResult, Message, content_text
 
 __all__ = [
     "CustomOpenAIChatContentFormatter",
@@ -26,17 +31,6 @@ __all__ = [
 
 def _as_dict(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return model_kwargs if type(model_kwargs) is dict else dict(model_kwargs)
-
-
-def _text_parts(content: Any) -> str:
-    """The text of a message content: the str itself, or the joined text parts of a list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part["text"] for part in content if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return ""
 
 
 @register_formatter("openai-chat", deprecated_aliases=("llama-chat",))
@@ -63,7 +57,18 @@ class CustomOpenAIChatContentFormatter(ChatContentFormatterBase):
 
     def format_response_payload(self, output: bytes, api_type: ApiType = ApiType.dedicated) -> str:
         """Return the first answer's text."""
-        return self._parse_chat(output, _coerce_api_type(api_type), 200).content
+        return self.read_chat_answer(output, api_type).content
+
+    def read_chat_answer(self, body: bytes, api_type: ApiType | str, *, status: int = 200) -> ChatResult:
+        """Read an answer the built-in way: the OpenAI chat answer (serverless) or ``{"output": text}`` (dedicated).
+
+        Unlike :meth:`parse_chat_response`, it never calls a subclass's ``format_response_payload``, so an
+        override of that (or a variant's, such as the LangChain adapter's) may call it for the whole result.
+
+        Raises:
+            ResponseFormatError: the body does not fit the formatter; the hint says what it looks like.
+        """
+        return self._parse_chat(body, _coerce_api_type(api_type), status)
 
     # -- what the SDK calls ----------------------------------------------------------------------------------
 
@@ -143,14 +148,14 @@ class CustomOpenAIChatContentFormatter(ChatContentFormatterBase):
             return self._dumps(body)
         self.check_api_type(api_type)
         if stream:
-            self._check_can_stream(api_type)
+            self.check_can_stream(api_type)
         wire = self._fold(self._wire_messages(messages, api_type))
         return self._dumps({"input_data": {"input_string": wire, "parameters": _as_dict(model_kwargs)}})
 
     def _parse_chat(self, body: bytes, api_type: ApiType, status: int) -> ChatResult:
         data = self._loads(body, status, api_type)
         if api_type == ApiType.serverless:
-            return _openai.parse_chat_body(self, data, body, status)
+            return self._openai_chat(data, body, status, api_type)
         self.check_api_type(api_type)
         if isinstance(data, dict):
             output = data.get("output")
@@ -158,13 +163,24 @@ class CustomOpenAIChatContentFormatter(ChatContentFormatterBase):
                 message = Message("assistant", output)
                 return ChatResult(message=message, choices=(ChatChoice(message),), raw=data)
             if "choices" in data and "output" not in data:
-                return _openai.parse_chat_body(self, data, body, status)
+                return self._openai_chat(data, body, status, api_type)
         raise self._response_error(
             'expected the dedicated chat answer `{"output": text}`', body, status, data=data, api_type=api_type
         )
 
+    def _openai_chat(self, data: Any, body: bytes, status: int, api_type: ApiType) -> ChatResult:
+        try:
+            return _openai.parse_chat_body(data)
+        except _openai.MalformedAnswer as exc:
+            raise self._malformed(exc, body, status, ApiType.serverless) from None
+
     def parse_chat_stream_event(self, data: str, api_type: ApiType) -> ChatChunk | None:
-        """Read one OpenAI chat stream chunk (serverless only)."""
+        """Read one OpenAI chat stream chunk (serverless only).
+
+        Raises:
+            StreamError: the chunk is the server's error object.
+            ResponseFormatError: the chunk is not a chat chunk.
+        """
         self.check_api_type(api_type)
         return super().parse_chat_stream_event(data, api_type)
 
@@ -195,9 +211,9 @@ class MistralChatContentFormatter(CustomOpenAIChatContentFormatter):
             merged = dict(message)
             content = message["content"]
             if isinstance(content, list):
-                merged["content"] = [{"type": "text", "text": _text_parts(system["content"]) + "\n\n"}, *content]
+                merged["content"] = [{"type": "text", "text": content_text(system["content"]) + "\n\n"}, *content]
             else:
-                merged["content"] = _text_parts(system["content"]) + "\n\n" + _text_parts(content)
+                merged["content"] = content_text(system["content"]) + "\n\n" + content_text(content)
             rest[position] = merged
             return rest
         lone = dict(system)

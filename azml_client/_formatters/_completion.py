@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 from azml_client._config import ApiType
 from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import _openai
-from azml_client._formatters._base import ContentFormatterBase, _coerce_api_type
-from azml_client._formatters._registry import DeprecatedFormatterAlias, register_formatter
+from azml_client._formatters._base import ContentFormatterBase, DeprecatedFormatterAlias, _coerce_api_type
+from azml_client._formatters._lookup import register_formatter
 from azml_client._types import Completion, CompletionChoice, CompletionChunk
 
 __all__ = [
@@ -107,6 +107,17 @@ class _BuiltinCompletionFormatter(ContentFormatterBase):
         self.check_api_type(api_type)
         return super().parse_stream_event(data, api_type)
 
+    def _parse_zero_key(self, body: bytes, api_type: ApiType, status: int, kind: str) -> Completion:
+        """Read the dedicated ``[{"0": text}]`` answer that gpt2 and openai (dedicated) share."""
+        self._check_dedicated(api_type)
+        data = self._loads(body, status, api_type)
+        text = _gpt2_text(data)
+        if text is None:
+            raise self._response_error(
+                f'expected the {kind} answer `[{{"0": text}}]`', body, status, data=data, api_type=api_type
+            )
+        return _single(text, data)
+
 
 @register_formatter("gpt2", deprecated_aliases=("oss",))
 class GPT2ContentFormatter(_BuiltinCompletionFormatter):
@@ -127,7 +138,7 @@ class GPT2ContentFormatter(_BuiltinCompletionFormatter):
 
     def _parse(self, body: bytes, api_type: ApiType, status: int) -> Completion:
         """Read ``[{"0": text}]``."""
-        return _parse_zero_key(self, body, api_type, status, "gpt2")
+        return self._parse_zero_key(body, api_type, status, "gpt2")
 
 
 class OSSContentFormatter(DeprecatedFormatterAlias, GPT2ContentFormatter, canonical="gpt2"):
@@ -232,23 +243,12 @@ class CustomOpenAIContentFormatter(_BuiltinCompletionFormatter):
         """Read ``[{"0": text}]`` (dedicated) or an OpenAI completion answer (serverless)."""
         if api_type == ApiType.serverless:
             data = self._loads(body, status, api_type)
-            return _openai.parse_completion_body(self, data, body, status)
-        return _parse_zero_key(self, body, api_type, status, "dedicated")
+            try:
+                return _openai.parse_completion_body(data)
+            except _openai.MalformedAnswer as exc:
+                raise self._malformed(exc, body, status, api_type) from None
+        return self._parse_zero_key(body, api_type, status, "dedicated")
 
 
 class LlamaContentFormatter(DeprecatedFormatterAlias, CustomOpenAIContentFormatter, canonical="openai"):
     """Deprecated alias of :class:`CustomOpenAIContentFormatter` (formatter name ``llama``)."""
-
-
-def _parse_zero_key(
-    formatter: _BuiltinCompletionFormatter, body: bytes, api_type: ApiType, status: int, kind: str
-) -> Completion:
-    """Read the dedicated ``[{"0": text}]`` answer that gpt2 and openai (dedicated) share."""
-    formatter._check_dedicated(api_type)
-    data = formatter._loads(body, status, api_type)
-    text = _gpt2_text(data)
-    if text is None:
-        raise formatter._response_error(
-            f'expected the {kind} answer `[{{"0": text}}]`', body, status, data=data, api_type=api_type
-        )
-    return _single(text, data)

@@ -1,18 +1,18 @@
 """Reading the OpenAI-compatible answers of serverless endpoints: completions, chat answers and stream chunks.
 
 Every function checks each value's type before using it, so a body of the wrong shape becomes a
-:class:`ResponseFormatError` from the formatter, never a KeyError or TypeError.
+:class:`MalformedAnswer` (which the formatter turns into its :class:`ResponseFormatError`), never a KeyError or
+TypeError. The readers know nothing of formatters: they take decoded values and return results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Final, TypeVar
 
-import orjson
-
-from azml_client._config import ApiType
-from azml_client._exceptions import ResponseFormatError
+from azml_client import _json
+from azml_client._exceptions import ConfigurationError, StreamError
+from azml_client._formatters._shapes import MISSING, error_object, error_text
 from azml_client._types import (
     ROLES,
     ChatChoice,
@@ -27,61 +27,54 @@ from azml_client._types import (
     Usage,
 )
 
-if TYPE_CHECKING:
-    from azml_client._formatters._base import ContentFormatterBase
-
 __all__ = [
+    "MalformedAnswer",
+    "decode_chunk",
     "parse_chat_body",
     "parse_chat_chunk",
     "parse_completion_body",
     "parse_completion_chunk",
 ]
 
-_SERVERLESS = ApiType.serverless
+#: The finish reasons with which a chat answer may carry no content at all: cut by the token limit before any
+#: text (a reasoning model can spend every token thinking), or withheld by a content filter.
+_EMPTY_FINISH_REASONS: Final = frozenset({"content_filter", "length"})
 
 
-class _Bad(Exception):
-    """Internal: what is wrong with a body; turned into a ResponseFormatError by the caller."""
+class MalformedAnswer(Exception):
+    """What is wrong with an answer or a chunk; the formatter turns it into a ResponseFormatError.
+
+    Attributes:
+        problem: what is wrong, as a phrase ("choice 0 has no 'text'").
+        data: the decoded value, or ``MISSING`` when the body did not decode.
+    """
+
+    def __init__(self, problem: str, data: Any = MISSING) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.data = data
 
 
 def _opt_str(value: Any, what: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise _Bad(f"{what} must be a string or null, got {type(value).__name__}")
+    raise MalformedAnswer(f"{what} must be a string or null, got {type(value).__name__}")
 
 
 def _index(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-def _usage(data: dict[str, Any]) -> Usage | None:
-    return Usage.from_dict(data.get("usage"))
-
-
-def _error_in(data: dict[str, Any]) -> str | None:
-    if "error" not in data:
-        return None
-    error = data["error"]
-    message = error.get("message") if isinstance(error, dict) else error
-    return f"the endpoint answered with an error object: {str(message)[:300]}"
-
-
 def _choices(data: Any) -> list[Any]:
     if not isinstance(data, dict):
-        raise _Bad("expected a JSON object with 'choices'")
-    error = _error_in(data)
-    if error:
-        raise _Bad(error)
+        raise MalformedAnswer("expected a JSON object with 'choices'")
+    error = error_object(data)
+    if error is not None:
+        raise MalformedAnswer(f"the endpoint answered with an error object: {error_text(error, 300)}")
     choices = data.get("choices")
     if not isinstance(choices, list):
-        raise _Bad("expected a JSON object with a 'choices' list")
+        raise MalformedAnswer("expected a JSON object with a 'choices' list")
     return choices
-
-
-def _fail(
-    fmt: ContentFormatterBase, exc: _Bad, body: bytes | str, status: int | None, data: Any
-) -> ResponseFormatError:
-    return fmt._response_error(str(exc), body, status, data=data, api_type=_SERVERLESS)
 
 
 # -- complete answers ------------------------------------------------------------------------------------------
@@ -89,24 +82,27 @@ def _fail(
 
 def _completion_choice(position: int, choice: Any) -> CompletionChoice:
     if not isinstance(choice, dict):
-        raise _Bad(f"choice {position} must be an object")
+        raise MalformedAnswer(f"choice {position} must be an object")
     if "text" not in choice:
         if "message" in choice:
-            raise _Bad(f"choice {position} has a chat 'message', not a completion 'text'")
-        raise _Bad(f"choice {position} has no 'text'")
+            raise MalformedAnswer(f"choice {position} has a chat 'message', not a completion 'text'")
+        raise MalformedAnswer(f"choice {position} has no 'text'")
     text = choice["text"]
     if not isinstance(text, str):
-        raise _Bad(f"choice {position} 'text' must be a string, got {type(text).__name__}")
+        raise MalformedAnswer(f"choice {position} 'text' must be a string, got {type(text).__name__}")
     finish_reason = _opt_str(choice.get("finish_reason"), f"choice {position} 'finish_reason'")
     return CompletionChoice(text, finish_reason, _index(choice.get("index"), position), choice.get("logprobs"))
 
 
-def parse_completion_body(fmt: ContentFormatterBase, data: Any, body: bytes, status: int | None) -> Completion:
-    """Read an OpenAI completion answer ``{"choices": [{"text", "finish_reason", "logprobs"}], "usage"}``.
+def parse_completion_body(data: Any) -> Completion:
+    """Read a decoded OpenAI completion answer ``{"choices": [{"text", "finish_reason", "logprobs"}], "usage"}``.
 
     Every choice is kept; the first one gives ``text``, ``finish_reason`` and ``logprobs``.
+
+    Raises:
+        MalformedAnswer: the answer does not have that shape (or is an error object).
     """
-    parsed, usage = _read_choices(fmt, data, body, status, _completion_choice)
+    parsed, usage = _read_choices(data, _completion_choice)
     if not parsed:
         return Completion(text="", usage=usage, raw=data)
     first = parsed[0]
@@ -123,102 +119,82 @@ def parse_completion_body(fmt: ContentFormatterBase, data: Any, body: bytes, sta
 _Choice = TypeVar("_Choice")
 
 
-def _read_choices(
-    fmt: ContentFormatterBase,
-    data: Any,
-    body: bytes | str,
-    status: int | None,
-    parse_one: Callable[[int, Any], _Choice],
-) -> tuple[tuple[_Choice, ...], Usage | None]:
+def _read_choices(data: Any, parse_one: Callable[[int, Any], _Choice]) -> tuple[tuple[_Choice, ...], Usage | None]:
     """Every choice of an OpenAI-style answer, and its usage; no choices is an answer only when usage came."""
     try:
         choices = _choices(data)
-        usage = _usage(data)
+        usage = Usage.from_dict(data.get("usage"))
         if not choices and usage is None:
-            raise _Bad("the answer has no choices")
+            raise MalformedAnswer("the answer has no choices")
         return tuple(parse_one(position, choice) for position, choice in enumerate(choices)), usage
-    except _Bad as exc:
-        raise _fail(fmt, exc, body, status, data) from None
+    except MalformedAnswer as exc:
+        exc.data = data
+        raise
 
 
-def _tool_call(where: str, raw: Any) -> ToolCall:
+def _message(where: str, raw: Any, finish_reason: str | None) -> Message:
+    """Read an OpenAI message object ``{"role", "content", "tool_calls"?, "refusal"?}``."""
     if not isinstance(raw, dict):
-        raise _Bad(f"{where} must be an object")
-    function = raw.get("function")
-    if not isinstance(function, dict):
-        raise _Bad(f"{where} has no 'function' object")
-    name = function.get("name")
-    if not isinstance(name, str):
-        raise _Bad(f"{where} function has no 'name' string")
-    arguments = function.get("arguments", "{}")
-    if arguments is None:
-        arguments = "{}"
-    elif not isinstance(arguments, str):  # some servers send the arguments as an object
-        try:
-            arguments = orjson.dumps(arguments).decode()
-        except TypeError:
-            raise _Bad(f"{where} arguments cannot be encoded as JSON") from None
-    call_id = raw.get("id")
-    call_type = raw.get("type", "function")
-    return ToolCall(
-        id=call_id if isinstance(call_id, str) else "",
-        name=name,
-        arguments=arguments,
-        type=call_type if isinstance(call_type, str) else "function",
-    )
-
-
-def parse_message(where: str, raw: Any) -> Message:
-    """Read an OpenAI message object ``{"role", "content", "tool_calls"?}``; raises ``_Bad``."""
-    if not isinstance(raw, dict):
-        raise _Bad(f"{where} must be an object")
+        raise MalformedAnswer(f"{where} must be an object")
     role = raw.get("role", "assistant")
     if role is None:
         role = "assistant"
     if not isinstance(role, str) or role not in ROLES:
-        raise _Bad(f"{where} has an unknown role {role!r}")
+        raise MalformedAnswer(f"{where} has an unknown role {role!r:.60}")
     content = raw.get("content")
     if content is not None and not isinstance(content, (str, list)):
-        raise _Bad(f"{where} 'content' must be a string, a list or null, got {type(content).__name__}")
+        raise MalformedAnswer(f"{where} 'content' must be a string, a list or null, got {type(content).__name__}")
     raw_calls = raw.get("tool_calls")
     if raw_calls is not None and not isinstance(raw_calls, list):
-        raise _Bad(f"{where} 'tool_calls' must be a list")
-    calls = tuple(_tool_call(f"{where} tool call {i}", call) for i, call in enumerate(raw_calls)) if raw_calls else ()
-    if content is None and not calls:
-        raise _Bad(f"{where} has 'content': null and no tool_calls")
+        raise MalformedAnswer(f"{where} 'tool_calls' must be a list")
+    try:
+        calls = tuple(
+            ToolCall.from_dict(call, where=f"{where} tool call {i}") for i, call in enumerate(raw_calls or ())
+        )
+    except ConfigurationError as exc:
+        raise MalformedAnswer(str(exc)) from None
+    refusal = _opt_str(raw.get("refusal"), f"{where} 'refusal'")
+    if content is None and not calls and refusal is None and finish_reason not in _EMPTY_FINISH_REASONS:
+        raise MalformedAnswer(f"{where} has 'content': null and no tool_calls")
     name = raw.get("name")
     tool_call_id = raw.get("tool_call_id")
     if role == "tool" and not isinstance(tool_call_id, str):
-        raise _Bad(f"{where} is a tool message without a tool_call_id")
+        raise MalformedAnswer(f"{where} is a tool message without a tool_call_id")
     return Message(
         role=role,
         content=content,
         name=name if isinstance(name, str) else None,
         tool_call_id=tool_call_id if isinstance(tool_call_id, str) else None,
         tool_calls=calls,
+        refusal=refusal,
     )
 
 
 def _chat_choice(position: int, choice: Any) -> ChatChoice:
     if not isinstance(choice, dict):
-        raise _Bad(f"choice {position} must be an object")
+        raise MalformedAnswer(f"choice {position} must be an object")
     if "message" not in choice:
         if "text" in choice:
-            raise _Bad(f"choice {position} has a completion 'text', not a chat 'message'")
+            raise MalformedAnswer(f"choice {position} has a completion 'text', not a chat 'message'")
         if "delta" in choice:
-            raise _Bad(f"choice {position} has a stream 'delta', not a chat 'message'")
-        raise _Bad(f"choice {position} has no 'message'")
-    message = parse_message(f"choice {position} message", choice["message"])
+            raise MalformedAnswer(f"choice {position} has a stream 'delta', not a chat 'message'")
+        raise MalformedAnswer(f"choice {position} has no 'message'")
     finish_reason = _opt_str(choice.get("finish_reason"), f"choice {position} 'finish_reason'")
+    message = _message(f"choice {position} message", choice["message"], finish_reason)
     return ChatChoice(message, finish_reason, _index(choice.get("index"), position), choice.get("logprobs"))
 
 
-def parse_chat_body(fmt: ContentFormatterBase, data: Any, body: bytes, status: int | None) -> ChatResult:
-    """Read an OpenAI chat answer ``{"choices": [{"message", "finish_reason"}], "usage", "model"}``.
+def parse_chat_body(data: Any) -> ChatResult:
+    """Read a decoded OpenAI chat answer ``{"choices": [{"message", "finish_reason"}], "usage", "model"}``.
 
-    Every choice is kept, with its tool calls; the first one gives ``message`` and ``finish_reason``.
+    Every choice is kept, with its tool calls and refusal; the first one gives ``message`` and ``finish_reason``.
+    A message with ``"content": null`` is an answer when it carries tool calls or a refusal, or when its finish
+    reason is ``content_filter`` or ``length`` (its content stays ``None``, as openai-python returns it).
+
+    Raises:
+        MalformedAnswer: the answer does not have that shape (or is an error object).
     """
-    parsed, usage = _read_choices(fmt, data, body, status, _chat_choice)
+    parsed, usage = _read_choices(data, _chat_choice)
     model = data.get("model")
     model = model if isinstance(model, str) else None
     if not parsed:
@@ -237,39 +213,69 @@ def parse_chat_body(fmt: ContentFormatterBase, data: Any, body: bytes, status: i
 # -- stream chunks ---------------------------------------------------------------------------------------------
 
 
-def _chunk_start(fmt: ContentFormatterBase, data: str) -> tuple[Any, dict[str, Any] | None, Usage | None]:
-    """Decode a chunk; return (decoded, first choice or None, usage). Raises ResponseFormatError."""
+def decode_chunk(data: str) -> Any:
+    """Decode one event's data.
+
+    Raises:
+        MalformedAnswer: the data is empty or not JSON (chained to the decode error).
+    """
     try:
-        decoded = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
+        return _json.loads(data)
+    except _json.JSONDecodeError as exc:
         what = "the stream event is empty" if not data.strip() else "the stream event data is not valid JSON"
-        raise fmt._response_error(what, data, None, api_type=_SERVERLESS) from exc
+        raise MalformedAnswer(what) from exc
+
+
+def _stream_error(error: Any, data: str) -> StreamError:
+    code = error.get("code") if isinstance(error, dict) else None
+    return StreamError(
+        f"the server reported an error in the event stream: {error_text(error, 500)}",
+        data=data,
+        code=None if code is None else str(code)[:200],
+    )
+
+
+def _chunk_start(data: str) -> tuple[Any, dict[str, Any] | None, Usage | None]:
+    """Decode a chunk; return (decoded, first choice or None, usage)."""
+    decoded = decode_chunk(data)
+    if isinstance(decoded, dict):
+        error = error_object(decoded)
+        if error is not None:
+            raise _stream_error(error, data)
     try:
         choices = _choices(decoded)
+        usage = Usage.from_dict(decoded.get("usage"))
         if not choices:
-            return decoded, None, _usage(decoded)
+            return decoded, None, usage
         first = choices[0]
         if not isinstance(first, dict):
-            raise _Bad("choice 0 of the stream chunk must be an object")
-        return decoded, first, _usage(decoded)
-    except _Bad as exc:
-        raise _fail(fmt, exc, data, None, decoded) from None
+            raise MalformedAnswer("choice 0 of the stream chunk must be an object")
+        return decoded, first, usage
+    except MalformedAnswer as exc:
+        exc.data = decoded
+        raise
 
 
-def parse_completion_chunk(fmt: ContentFormatterBase, data: str) -> CompletionChunk | None:
-    """Read one OpenAI completion stream chunk; ``None`` when it carries no text, finish reason or usage."""
+def parse_completion_chunk(data: str) -> CompletionChunk | None:
+    """Read one OpenAI completion stream chunk; ``None`` when it carries no text, finish reason or usage.
+
+    Raises:
+        StreamError: the chunk is an error object (``{"error": {...}}``): the server failed mid-stream.
+        MalformedAnswer: the chunk is not a completion chunk.
+    """
     if data == "[DONE]":
         return None
-    decoded, choice, usage = _chunk_start(fmt, data)
+    decoded, choice, usage = _chunk_start(data)
     if choice is None:
         return CompletionChunk(usage=usage, raw=decoded) if usage is not None else None
     try:
         if "text" not in choice and ("delta" in choice or "message" in choice):
-            raise _Bad("this chunk is a chat chunk, not a completion chunk")
+            raise MalformedAnswer("this chunk is a chat chunk, not a completion chunk")
         text = _opt_str(choice.get("text"), "the chunk's 'text'") or ""
         finish_reason = _opt_str(choice.get("finish_reason"), "the chunk's 'finish_reason'")
-    except _Bad as exc:
-        raise _fail(fmt, exc, data, None, decoded) from None
+    except MalformedAnswer as exc:
+        exc.data = decoded
+        raise
     if not text and finish_reason is None and usage is None:
         return None
     return CompletionChunk(text, finish_reason, usage, decoded, _index(choice.get("index"), 0))
@@ -278,12 +284,12 @@ def parse_completion_chunk(fmt: ContentFormatterBase, data: str) -> CompletionCh
 def _tool_call_delta(position: int, raw: Any) -> ToolCallDelta:
     where = f"tool call delta {position}"
     if not isinstance(raw, dict):
-        raise _Bad(f"{where} must be an object")
+        raise MalformedAnswer(f"{where} must be an object")
     function = raw.get("function")
     if function is None:
         function = {}
     if not isinstance(function, dict):
-        raise _Bad(f"{where} 'function' must be an object")
+        raise MalformedAnswer(f"{where} 'function' must be an object")
     arguments = _opt_str(function.get("arguments"), f"{where} arguments") or ""
     return ToolCallDelta(
         index=_index(raw.get("index"), position),
@@ -293,33 +299,41 @@ def _tool_call_delta(position: int, raw: Any) -> ToolCallDelta:
     )
 
 
-def parse_chat_chunk(fmt: ContentFormatterBase, data: str) -> ChatChunk | None:
-    """Read one OpenAI chat stream chunk; ``None`` when it carries nothing (no text, role, tool call, end or usage)."""
+def parse_chat_chunk(data: str) -> ChatChunk | None:
+    """Read one OpenAI chat stream chunk; ``None`` when it carries nothing (no text, refusal, role, tool call, end
+    or usage).
+
+    Raises:
+        StreamError: the chunk is an error object (``{"error": {...}}``): the server failed mid-stream.
+        MalformedAnswer: the chunk is not a chat chunk.
+    """
     if data == "[DONE]":
         return None
-    decoded, choice, usage = _chunk_start(fmt, data)
+    decoded, choice, usage = _chunk_start(data)
     if choice is None:
         return ChatChunk(usage=usage, raw=decoded) if usage is not None else None
     try:
         delta = choice.get("delta")
         if delta is None:
             if "text" in choice:
-                raise _Bad("this chunk is a completion chunk, not a chat chunk")
+                raise MalformedAnswer("this chunk is a completion chunk, not a chat chunk")
             if "message" in choice:
-                raise _Bad("this is a whole chat answer, not a stream chunk")
+                raise MalformedAnswer("this is a whole chat answer, not a stream chunk")
             delta = {}
         if not isinstance(delta, dict):
-            raise _Bad("the chunk's 'delta' must be an object")
+            raise MalformedAnswer("the chunk's 'delta' must be an object")
         content = _opt_str(delta.get("content"), "the chunk's delta 'content'") or ""
+        refusal = _opt_str(delta.get("refusal"), "the chunk's delta 'refusal'") or ""
         role = _opt_str(delta.get("role"), "the chunk's delta 'role'")
         raw_calls = delta.get("tool_calls")
         if raw_calls is not None and not isinstance(raw_calls, list):
-            raise _Bad("the chunk's delta 'tool_calls' must be a list")
+            raise MalformedAnswer("the chunk's delta 'tool_calls' must be a list")
         deltas = tuple(_tool_call_delta(i, call) for i, call in enumerate(raw_calls or ()))
         finish_reason = _opt_str(choice.get("finish_reason"), "the chunk's 'finish_reason'")
-    except _Bad as exc:
-        raise _fail(fmt, exc, data, None, decoded) from None
-    if not content and role is None and not deltas and finish_reason is None and usage is None:
+    except MalformedAnswer as exc:
+        exc.data = decoded
+        raise
+    if not content and not refusal and role is None and not deltas and finish_reason is None and usage is None:
         return None
     return ChatChunk(
         content=content,
@@ -329,4 +343,5 @@ def parse_chat_chunk(fmt: ContentFormatterBase, data: str) -> ChatChunk | None:
         tool_call_deltas=deltas,
         raw=decoded,
         index=_index(choice.get("index"), 0),
+        refusal=refusal,
     )

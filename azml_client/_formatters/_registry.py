@@ -1,8 +1,11 @@
-"""The formatter registry: formatter classes by name, deprecated aliases, and third-party entry points.
+"""The formatter registry's table: formatter classes by name, aliases, saved names, and third-party entry points.
+
+This module knows names and classes, not what a formatter is, so the formatter base class can ask it for its own
+name without an import circle; :mod:`azml_client._formatters._lookup` checks classes and builds formatters.
 
 Third-party packages register formatters through the entry-point group ``azml_client.formatters``; each
 entry point names a formatter class and is registered under the entry point's name. Entry points are loaded
-once, lazily: when a name is not found, or when :func:`list_formatters` is called.
+once, lazily: when a name is not found, or when the formatters are listed.
 """
 
 from __future__ import annotations
@@ -10,24 +13,42 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal
 
+from azml_client._config import ApiType
 from azml_client._exceptions import ConfigurationError
-from azml_client._formatters._base import ContentFormatterBase
 
 __all__ = [
+    "DEFAULT_CHAT_FORMATTER",
     "ENTRY_POINT_GROUP",
-    "get_formatter",
-    "list_formatters",
-    "register_formatter",
+    "default_formatter_name",
+    "name_formatter_class",
     "registered_name",
-    "resolve_formatter",
 ]
 
 #: The entry-point group third-party packages register formatter classes in.
 ENTRY_POINT_GROUP: Final = "azml_client.formatters"
 
-_F = TypeVar("_F", bound=type[ContentFormatterBase])
+#: The chat formatter used when none is named, on either api type.
+DEFAULT_CHAT_FORMATTER: Final = "openai-chat"
+
+_DEFAULT_COMPLETION: Final = {ApiType.dedicated: "gpt2", ApiType.serverless: "openai"}
+
+
+def default_formatter_name(kind: Literal["completion", "chat"], api_type: ApiType | str = ApiType.dedicated) -> str:
+    """The registered name of the formatter used when none is named.
+
+    Completion: ``"gpt2"`` on a dedicated endpoint, ``"openai"`` on a serverless one (which speaks only the
+    OpenAI schema). Chat: ``"openai-chat"`` on both.
+
+    Raises:
+        ConfigurationError: an unknown api type or kind.
+    """
+    if kind == "chat":
+        return DEFAULT_CHAT_FORMATTER
+    if kind == "completion":
+        return _DEFAULT_COMPLETION[ApiType.parse(api_type)]
+    raise ConfigurationError(f"a formatter kind is 'completion' or 'chat', got {kind!r}")
 
 
 def entry_points(*, group: str) -> Iterable[Any]:
@@ -38,7 +59,12 @@ def entry_points(*, group: str) -> Iterable[Any]:
     return read_entry_points(group=group)
 
 
-def _normalize(name: str) -> str:
+def normalize(name: str) -> str:
+    """A formatter name as the registry keys it: stripped and lower case.
+
+    Raises:
+        ConfigurationError: not a non-empty str.
+    """
     if not isinstance(name, str) or not name.strip():
         raise ConfigurationError(f"a formatter name must be a non-empty str, got {name!r}")
     return name.strip().lower()
@@ -54,10 +80,10 @@ class _Registry:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.classes: dict[str, type[ContentFormatterBase]] = {}  # canonical name -> class
+        self.classes: dict[str, type] = {}  # canonical name -> class
         self.aliases: dict[str, str] = {}  # alias -> canonical name
         self.deprecated: dict[str, str] = {}  # deprecated alias -> canonical name
-        self.names: dict[type[ContentFormatterBase], str] = {}  # class -> canonical name
+        self.names: dict[type, str] = {}  # class -> canonical name
         self.entry_points_loaded = False
 
     def copy(self) -> _Registry:
@@ -70,24 +96,23 @@ class _Registry:
         other.entry_points_loaded = self.entry_points_loaded
         return other
 
-    def owner(self, name: str) -> type[ContentFormatterBase] | None:
+    def owner(self, name: str) -> type | None:
         """The class a canonical name or an alias refers to."""
         canonical = self.aliases.get(name) or self.deprecated.get(name) or name
         return self.classes.get(canonical)
 
     def add(
         self,
-        cls: type[ContentFormatterBase],
+        cls: type,
         name: str,
         aliases: Iterable[str] = (),
         deprecated_aliases: Iterable[str] = (),
         *,
         replace: bool = False,
     ) -> None:
-        if not (isinstance(cls, type) and issubclass(cls, ContentFormatterBase)):
-            raise ConfigurationError(f"a formatter must be a ContentFormatterBase subclass, got {cls!r}")
-        all_aliases = [_normalize(alias) for alias in aliases]
-        old_aliases = [_normalize(alias) for alias in deprecated_aliases]
+        """Register ``cls`` (already checked to be a formatter class) under ``name`` and its aliases."""
+        all_aliases = [normalize(alias) for alias in aliases]
+        old_aliases = [normalize(alias) for alias in deprecated_aliases]
         with self.lock:
             for each in (name, *all_aliases, *old_aliases):
                 taken = self.owner(each)
@@ -109,7 +134,8 @@ class _Registry:
             for alias in old_aliases:
                 self.deprecated[alias] = name
 
-    def load_entry_points(self) -> None:
+    def load_entry_points(self, is_formatter_class: Callable[[Any], bool]) -> None:
+        """Register every entry point of :data:`ENTRY_POINT_GROUP` that is a formatter class (once)."""
         with self.lock:
             if self.entry_points_loaded:
                 return
@@ -122,17 +148,17 @@ class _Registry:
                 )
                 return
             for entry in found:
-                self._load_entry_point(entry)
+                self._load_entry_point(entry, is_formatter_class)
 
-    def _load_entry_point(self, entry: Any) -> None:
+    def _load_entry_point(self, entry: Any, is_formatter_class: Callable[[Any], bool]) -> None:
         label = f"formatter entry point {getattr(entry, 'name', '?')!r} ({getattr(entry, 'value', '?')})"
         try:
-            name = _normalize(entry.name)
+            name = normalize(entry.name)
             cls = entry.load()
         except Exception as exc:  # a broken plugin is skipped, not fatal
             warnings.warn(f"skipping {label}: it failed to load: {exc!r}", UserWarning, stacklevel=5)
             return
-        if not (isinstance(cls, type) and issubclass(cls, ContentFormatterBase)):
+        if not is_formatter_class(cls):
             warnings.warn(
                 f"skipping {label}: it is {cls!r}, not a ContentFormatterBase subclass", UserWarning, stacklevel=5
             )
@@ -148,148 +174,29 @@ class _Registry:
         self.add(cls, name)
 
 
-_REGISTRY = _Registry()
+REGISTRY = _Registry()
 
 
-def _declare_deprecated_class(cls: type[ContentFormatterBase], canonical: str) -> None:
-    """Record that the deprecated class ``cls`` is saved and named as the formatter ``canonical``."""
-    with _REGISTRY.lock:
-        _REGISTRY.names[cls] = canonical
+def registry() -> _Registry:
+    """The registry in use (looked up on each call, so that a test may swap in a copy)."""
+    return REGISTRY
 
 
-class DeprecatedFormatterAlias(ContentFormatterBase):
-    """Base of the seed's deprecated formatter class names: making one warns, and it saves as ``canonical``.
+def name_formatter_class(cls: type, canonical: str) -> None:
+    """Save and name the formatter class ``cls`` as the registered formatter ``canonical``, without registering it.
 
-    Put it first among the bases and name the formatter it stands for::
-
-        class OSSContentFormatter(DeprecatedFormatterAlias, GPT2ContentFormatter, canonical="gpt2"): ...
-
-    A subclass of such a class inherits its canonical name and its warning.
+    For a class that stands for a registered formatter: a deprecated class name (``OSSContentFormatter`` is
+    ``gpt2``) or a variant that reads and writes the same bytes (the LangChain adapter's chat formatters).
     """
-
-    _canonical: str
-    _replacement: str
-
-    def __init_subclass__(cls, *, canonical: str | None = None, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if canonical is not None:
-            cls._canonical = canonical
-            cls._replacement = next(
-                base.__name__ for base in cls.__bases__ if not issubclass(base, DeprecatedFormatterAlias)
-            )
-        if not hasattr(cls, "_canonical"):
-            raise TypeError(f"{cls.__name__} needs canonical='<formatter name>'")
-        _declare_deprecated_class(cls, cls._canonical)
-
-    def __init__(self, *, legacy_escaping: bool = False) -> None:
-        warnings.warn(
-            f"{type(self).__name__} is deprecated; use {self._replacement} (formatter {self._canonical!r})",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        super().__init__(legacy_escaping=legacy_escaping)
+    with REGISTRY.lock:
+        REGISTRY.names[cls] = normalize(canonical)
 
 
-def register_formatter(
-    name: str,
-    *,
-    aliases: Iterable[str] = (),
-    deprecated_aliases: Iterable[str] = (),
-    replace: bool = False,
-) -> Callable[[_F], _F]:
-    """Class decorator: register a formatter class under ``name`` (names are case-insensitive).
-
-    Args:
-        name: the formatter's canonical name, as :func:`get_formatter` and saved configs use it.
-        aliases: other names that give the same formatter.
-        deprecated_aliases: names that still work but emit a DeprecationWarning.
-        replace: take over a name that another class holds.
-
-    Raises:
-        ConfigurationError: the name (or an alias) belongs to another class and ``replace`` is false, or the
-            decorated object is not a ContentFormatterBase subclass.
-    """
-    canonical = _normalize(name)
-    alias_names = tuple(aliases)
-    deprecated_names = tuple(deprecated_aliases)
-
-    def decorate(cls: _F) -> _F:
-        _REGISTRY.add(cls, canonical, alias_names, deprecated_names, replace=replace)
-        return cls
-
-    return decorate
-
-
-def _unknown(name: str) -> ConfigurationError:
-    import difflib  # only for this message; kept out of ``import azml_client``
-
-    known = sorted(_REGISTRY.classes)
-    every = known + sorted(_REGISTRY.aliases) + sorted(_REGISTRY.deprecated)
-    close = difflib.get_close_matches(name, every, n=1)
-    message = f"unknown formatter {name!r}"
-    if close:
-        message += f" (did you mean {close[0]!r}?)"
-    message += f"; available formatters: {', '.join(known)}"
-    if _REGISTRY.deprecated:
-        message += f" (deprecated aliases: {', '.join(sorted(_REGISTRY.deprecated))})"
-    return ConfigurationError(message)
-
-
-def _lookup(name: str) -> type[ContentFormatterBase]:
-    key = _normalize(name)
-    cls = _REGISTRY.owner(key)
-    if cls is None:
-        _REGISTRY.load_entry_points()
-        cls = _REGISTRY.owner(key)
-    if cls is None:
-        raise _unknown(name)
-    canonical = _REGISTRY.deprecated.get(key)
-    if canonical is not None:
-        warnings.warn(f"formatter name {key!r} is deprecated; use {canonical!r}", DeprecationWarning, stacklevel=3)
-    return cls
-
-
-def get_formatter(name: str, **kwargs: Any) -> ContentFormatterBase:
-    """Return a new instance of the formatter registered as ``name``.
-
-    ``kwargs`` go to its constructor (the built-ins take ``legacy_escaping``). A deprecated alias
-    (``oss``, ``llama``, ``llama-chat``) emits a DeprecationWarning.
-
-    Raises:
-        ConfigurationError: no formatter has that name; the message lists the available ones.
-    """
-    return _lookup(name)(**kwargs)
-
-
-def list_formatters() -> list[str]:
-    """Return the canonical names of every registered formatter, sorted (entry points included)."""
-    _REGISTRY.load_entry_points()
-    return sorted(_REGISTRY.classes)
-
-
-def resolve_formatter(
-    spec: str | ContentFormatterBase | type[ContentFormatterBase],
-) -> ContentFormatterBase:
-    """Return a formatter instance for a registered name, an instance (returned as is) or a class.
-
-    Raises:
-        ConfigurationError: an unknown name, or something that is not a formatter.
-    """
-    if isinstance(spec, ContentFormatterBase):
-        return spec
-    if isinstance(spec, str):
-        return _lookup(spec)()
-    if isinstance(spec, type) and issubclass(spec, ContentFormatterBase):
-        return spec()
-    raise ConfigurationError(
-        f"formatter must be a registered name, a ContentFormatterBase instance or subclass; got {type(spec).__name__}"
-    )
-
-
-def registered_name(formatter: ContentFormatterBase | type[ContentFormatterBase]) -> str | None:
+def registered_name(formatter: object) -> str | None:
     """Return the canonical name the formatter's class is registered under, or ``None`` (for saving configs).
 
-    Only the exact class counts: an unregistered subclass of a built-in has no registered name.
+    ``formatter`` is a formatter or a formatter class. Only the exact class counts: an unregistered subclass of
+    a built-in has no registered name.
     """
     cls = formatter if isinstance(formatter, type) else type(formatter)
-    return _REGISTRY.names.get(cls)
+    return REGISTRY.names.get(cls)

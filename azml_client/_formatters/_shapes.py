@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
-import orjson
 
+from azml_client import _json
 from azml_client._config import ApiType
 
-__all__ = ["MISSING", "BodyShape", "sniff"]
+__all__ = ["MISSING", "BodyShape", "error_object", "error_text", "sniff"]
 
 #: Marks "the body has not been decoded yet" (``None`` is a valid JSON value).
 MISSING: Final[Any] = object()
@@ -39,17 +40,39 @@ def _keys(data: Mapping[Any, Any]) -> str:
     return "[" + ", ".join(repr(key) for key in keys) + more + "]"
 
 
-def _error_text(error: Any) -> str:
+#: A repr that stops a few levels down and a few items in: a decoded answer may nest 1024 levels deep, deeper
+#: than the built-in ``repr`` can go without a RecursionError.
+_SHORT_REPR: Final = reprlib.Repr()
+_SHORT_REPR.maxlevel = 4
+_SHORT_REPR.maxstring = 200
+_SHORT_REPR.maxother = 200
+
+
+def error_object(data: Mapping[Any, Any]) -> Any:
+    """The ``"error"`` member of a decoded answer or chunk, or ``None`` when it reports no error.
+
+    ``"error": null`` (what servers built on pydantic models send with every answer) is no error, nor is any
+    other empty or false value (``false``, ``""``, ``{}``, ``[]``, ``0``).
+    """
+    error = data.get("error")
+    return error if error else None
+
+
+def error_text(error: Any, limit: int = 200) -> str:
+    """What an error object says: its ``message`` string, else the error itself, cut at ``limit`` characters."""
     if isinstance(error, Mapping):
         message = error.get("message")
         if isinstance(message, str):
-            return message[:200]
-    return repr(error)[:200]
+            return message[:limit]
+    if isinstance(error, str):
+        return error[:limit]
+    return _SHORT_REPR.repr(error)[:limit]
 
 
 def _sniff_object(data: Mapping[Any, Any]) -> BodyShape:
-    if "error" in data:
-        return BodyShape(f"this looks like an error object from the endpoint: {_error_text(data['error'])}")
+    error = error_object(data)
+    if error is not None:
+        return BodyShape(f"this looks like an error object from the endpoint: {error_text(error)}")
     choices = data.get("choices")
     if isinstance(choices, list):
         first = choices[0] if choices else None
@@ -122,8 +145,8 @@ def sniff(body: bytes | str, data: Any = MISSING) -> BodyShape:
         if not start:
             return BodyShape("the body is empty")
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            data = _json.loads(body)
+        except _json.JSONDecodeError:
             if start.startswith("<"):
                 return BodyShape(
                     "this looks like an HTML or XML page (often an error page from a gateway or proxy), "

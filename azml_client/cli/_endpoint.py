@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import attrs
 import orjson
 
 from azml_client._config import DEFAULT_MAX_CONNECTIONS, ApiType, RetryPolicy
 from azml_client._exceptions import ConfigurationError
-from azml_client._formatters import get_formatter
+from azml_client._formatters import DEFAULT_CHAT_FORMATTER, default_formatter_name, get_formatter
 from azml_client._models import LLM, ChatModel
 from azml_client._transport import EndpointClient
 from azml_client.cli._argtypes import non_negative_int, positive_seconds
@@ -28,13 +28,10 @@ __all__ = [
     "parse_param",
 ]
 
-#: The chat formatter unless ``--chat-formatter`` (or a chat ``--formatter``) says otherwise.
-DEFAULT_CHAT_FORMATTER: Final = "openai-chat"
-
 
 def default_completion_formatter(api_type: ApiType) -> str:
     """The completion formatter used without ``--formatter``: ``gpt2`` (dedicated) or ``openai`` (serverless)."""
-    return "openai" if api_type is ApiType.serverless else "gpt2"
+    return default_formatter_name("completion", api_type)
 
 
 def parse_param(text: str) -> tuple[str, Any]:

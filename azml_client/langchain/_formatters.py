@@ -26,16 +26,14 @@ from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMe
 from langchain_core.outputs import ChatGeneration
 
 from azml_client._config import ApiType
-from azml_client._formatters import _chat as core
-from azml_client._formatters._base import (
+from azml_client._formatters import (
     ChatContentFormatterBase,
     ContentFormatterBase,
-    _call,
-    _coerce_api_type,
-    _payload_bytes,
-    as_messages,
+    is_user_method,
 )
-from azml_client._formatters._registry import _declare_deprecated_class
+from azml_client._formatters import CustomOpenAIChatContentFormatter as CoreOpenAIChat
+from azml_client._formatters import LlamaChatContentFormatter as CoreLlamaChat
+from azml_client._formatters import MistralChatContentFormatter as CoreMistralChat
 from azml_client._types import ChatChunk, ChatResult, Message
 from azml_client.langchain._messages import chat_result, to_core_messages, to_lc_messages
 
@@ -46,16 +44,6 @@ __all__ = [
     "SeedChatFormatter",
     "lc_chat_formatter",
 ]
-
-#: Modules whose formatter methods are azml-client's own, not a user's.
-_OURS: Final = ("azml_client._formatters.", "azml_client.langchain.")
-
-#: The seed-style methods whose override by a user subclass takes precedence over a built-in's fast path.
-_SEED_METHODS: Final = (
-    ("_overrides_request", "format_request_payload"),
-    ("_overrides_response", "format_response_payload"),
-    ("_overrides_messages", "format_messages_request_payload"),
-)
 
 #: Names in a ``messages`` annotation that mean LangChain messages; names that mean the core's dicts.
 _LC_NAMES: Final = frozenset(
@@ -71,14 +59,6 @@ _LC_NAMES: Final = frozenset(
     }
 )
 _DICT_NAMES: Final = frozenset({"dict", "Dict", "Mapping", "MutableMapping", "Message"})
-
-
-def _seed_override(cls: type, method: str) -> bool:
-    """Whether ``cls.method`` comes from a class outside azml-client (core and adapter alike)."""
-    for klass in cls.__mro__:
-        if method in vars(klass):
-            return not klass.__module__.startswith(_OURS)
-    return False
 
 
 def _classes_in(annotation: Any) -> list[type]:
@@ -124,8 +104,7 @@ def wants_lc_messages(formatter: ContentFormatterBase) -> bool:
     That is: its class overrides ``format_messages_request_payload``, and does not annotate ``messages`` as
     dicts (a formatter written for azml-client's core keeps getting dicts).
     """
-    cls = type(formatter)
-    return _seed_override(cls, "format_messages_request_payload") and not _annotated_as_dicts(cls)
+    return is_user_method(formatter, "format_messages_request_payload") and not _annotated_as_dicts(type(formatter))
 
 
 def lc_chat_formatter(formatter: ContentFormatterBase) -> ContentFormatterBase:
@@ -159,27 +138,23 @@ class SeedChatFormatter(ChatContentFormatterBase):
         """Check ``api_type`` against the wrapped formatter's ``supported_api_types``."""
         self.inner.check_api_type(api_type)
 
-    def build_chat_request(
-        self,
-        messages: Sequence[Message],
-        model_kwargs: Mapping[str, Any],
-        api_type: ApiType,
-        *,
-        stream: bool = False,
+    def seed_messages(self, messages: Sequence[Message]) -> list[Any]:
+        """The conversation as LangChain messages (tool calls and ``tool_call_id`` kept)."""
+        return to_lc_messages(messages)
+
+    def call_format_messages_request_payload(
+        self, messages: list[Any], model_kwargs: dict[str, Any], api_type: ApiType
     ) -> bytes:
-        """Call the wrapped ``format_messages_request_payload`` with LangChain messages and a copy of the kwargs."""
-        converted = to_lc_messages(as_messages(messages))
-        kwargs = dict(model_kwargs)
-        if stream:
-            self._check_can_stream(api_type)
-            kwargs["stream"] = True
-        method = self.inner.format_messages_request_payload  # type: ignore[attr-defined]
-        payload = _call(method, type(self.inner)._messages_api_type, (converted, kwargs), api_type)
-        return _payload_bytes(payload, self.name)
+        """Call the wrapped formatter's ``format_messages_request_payload``."""
+        return self.inner.call_format_messages_request_payload(messages, model_kwargs, api_type)
+
+    def call_format_response_payload(self, body: bytes, api_type: ApiType, *, status: int = 200) -> Any:
+        """Call the wrapped formatter's ``format_response_payload``."""
+        return self.inner.call_format_response_payload(body, api_type, status=status)
 
     def format_response_payload(self, output: bytes, api_type: ApiType = ApiType.dedicated) -> Any:
         """The wrapped ``format_response_payload`` (text, ``Generation`` or ``ChatGeneration``)."""
-        return _call(self.inner.format_response_payload, type(self.inner)._response_api_type, (output,), api_type)
+        return self.inner.call_format_response_payload(output, api_type)
 
     def parse_chat_response(self, body: bytes, api_type: ApiType, *, status: int = 200) -> ChatResult:
         """The wrapped chat formatter's parsing, or the seed-style ``format_response_payload`` of a plain one."""
@@ -194,12 +169,6 @@ class SeedChatFormatter(ChatContentFormatterBase):
         return super().parse_chat_stream_event(data, api_type)
 
 
-def _mark_built_in(cls: type[ContentFormatterBase]) -> None:
-    """Count the adapter's own seed-style methods as built-in, so an unchanged class keeps the fast paths."""
-    for flag, method in _SEED_METHODS:
-        setattr(cls, flag, _seed_override(cls, method))
-
-
 def _openai_tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": call.get("id") or "",
@@ -208,7 +177,7 @@ def _openai_tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class CustomOpenAIChatContentFormatter(core.CustomOpenAIChatContentFormatter):
+class CustomOpenAIChatContentFormatter(CoreOpenAIChat, variant_of="openai-chat"):
     """Chat models with the OpenAI-style schema (formatter ``openai-chat``), with the seed's LangChain API.
 
     It is :class:`azml_client.CustomOpenAIChatContentFormatter` plus what a formatter written for the seed
@@ -218,10 +187,6 @@ class CustomOpenAIChatContentFormatter(core.CustomOpenAIChatContentFormatter):
     """
 
     SUPPORTED_ROLES: ClassVar[list[str]] = ["user", "assistant", "system"]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _mark_built_in(cls)
 
     @staticmethod
     def _convert_message_to_dict(message: BaseMessage) -> dict[str, Any]:
@@ -276,22 +241,15 @@ class CustomOpenAIChatContentFormatter(core.CustomOpenAIChatContentFormatter):
         self, output: bytes, api_type: ApiType = ApiType.dedicated
     ) -> ChatGeneration:
         """Return the first answer as the seed did: a ``ChatGeneration`` of an ``AIMessage`` (with tool calls)."""
-        result = self._parse_chat(output, _coerce_api_type(api_type), 200)
-        return chat_result(result, None).generations[0]
+        return chat_result(self.read_chat_answer(output, api_type), None).generations[0]
 
 
-class LlamaChatContentFormatter(CustomOpenAIChatContentFormatter, core.LlamaChatContentFormatter):
+class LlamaChatContentFormatter(CustomOpenAIChatContentFormatter, CoreLlamaChat):
     """Deprecated alias of :class:`CustomOpenAIChatContentFormatter` (formatter name ``llama-chat``)."""
 
 
-class MistralChatContentFormatter(CustomOpenAIChatContentFormatter, core.MistralChatContentFormatter):
+class MistralChatContentFormatter(CustomOpenAIChatContentFormatter, CoreMistralChat, variant_of="mistral-chat"):
     """Mistral chat models (formatter ``mistral-chat``), with the seed's LangChain API.
 
     A leading system message is folded into the first user message, as :class:`azml_client.MistralChatContentFormatter`.
     """
-
-
-for _cls in (CustomOpenAIChatContentFormatter, LlamaChatContentFormatter, MistralChatContentFormatter):
-    _mark_built_in(_cls)
-_declare_deprecated_class(CustomOpenAIChatContentFormatter, "openai-chat")
-_declare_deprecated_class(MistralChatContentFormatter, "mistral-chat")

@@ -25,7 +25,7 @@ from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, p
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from azml_client._exceptions import ConfigurationError
-from azml_client._types import ChatChoice, ChatChunk, Message, Usage
+from azml_client._types import ChatChoice, ChatChunk, Message, Usage, content_text
 from azml_client._types import ChatResult as CoreChatResult
 from azml_client._types import ToolCall as CoreToolCall
 
@@ -39,21 +39,6 @@ __all__ = [
 
 #: LangChain roles with no wire equivalent that map onto one that has.
 _ROLE_ALIASES: Final = {"developer": "system", "human": "user", "ai": "assistant"}
-
-
-def _text_only(content: Any) -> str:
-    """An assistant content as text: its text parts, without tool_use / tool_call / thinking blocks."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    parts = []
-    for part in content:
-        if isinstance(part, str):
-            parts.append(part)
-        elif isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
-            parts.append(part["text"])
-    return "".join(parts)
 
 
 def to_core_messages(messages: Sequence[BaseMessage]) -> list[Message]:
@@ -73,7 +58,7 @@ def to_core_messages(messages: Sequence[BaseMessage]) -> list[Message]:
         data = dict(wire)
         data["role"] = role
         if role == "assistant":
-            data["content"] = _text_only(data.get("content"))
+            data["content"] = content_text(data.get("content"))
         try:
             out.append(Message.from_dict(data))
         except ConfigurationError as exc:
@@ -127,6 +112,9 @@ def _tool_calls(calls: Sequence[CoreToolCall]) -> tuple[list[ToolCall], list[Inv
         except OutputParserException as exc:
             invalid.append(make_invalid_tool_call(raw, str(exc)))
             continue
+        except RecursionError:  # its json.loads of arguments nested deeper than the interpreter's stack
+            invalid.append(make_invalid_tool_call(raw, "the arguments are nested too deeply to decode"))
+            continue
         if parsed is not None:
             valid.append(ToolCall(name=parsed["name"], args=parsed["args"], id=parsed.get("id"), type="tool_call"))
     return valid, invalid
@@ -164,6 +152,8 @@ def chat_result(result: CoreChatResult, deployment: str | None) -> ChatResult:
             info["logprobs"] = choice.logprobs
         ai = AIMessage(
             content=content,
+            # where langchain-openai puts it
+            additional_kwargs={"refusal": message.refusal} if message.refusal is not None else {},
             tool_calls=valid,
             invalid_tool_calls=invalid,
             usage_metadata=usage,
@@ -171,12 +161,8 @@ def chat_result(result: CoreChatResult, deployment: str | None) -> ChatResult:
         )
         generations.append(ChatGeneration(message=ai, generation_info=info))
     llm_output: dict[str, Any] = dict(metadata)
-    if usage is not None:
-        llm_output["token_usage"] = {
-            "prompt_tokens": usage["input_tokens"],
-            "completion_tokens": usage["output_tokens"],
-            "total_tokens": usage["total_tokens"],
-        }
+    if usage is not None and result.usage is not None:
+        llm_output["token_usage"] = result.usage.to_dict()
     return ChatResult(generations=generations, llm_output=llm_output)
 
 
@@ -195,6 +181,7 @@ def stream_chunk(chunk: ChatChunk, metadata: Mapping[str, Any] | None) -> ChatGe
         info["finish_reason"] = chunk.finish_reason
     message = AIMessageChunk(
         content=chunk.content,
+        additional_kwargs={"refusal": chunk.refusal} if chunk.refusal else {},  # joined like the content
         tool_call_chunks=chunks,
         usage_metadata=usage_metadata(chunk.usage),
     )

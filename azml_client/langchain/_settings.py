@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 
 from azml_client._config import ApiType, RetryPolicy, Timeout, TimeoutLike
 from azml_client._exceptions import ConfigurationError
-from azml_client._formatters import ContentFormatterBase, get_formatter, registered_name, resolve_formatter
+from azml_client._formatters import (
+    ContentFormatterBase,
+    default_formatter_name,
+    get_formatter,
+    registered_name,
+    resolve_formatter,
+)
 from azml_client._models._base import ModelBase
 from azml_client._transport._urls import parse_endpoint_url
 
@@ -221,8 +227,8 @@ class EndpointSettings(BaseModel):
     # ------------------------------------------------------------------ the core model
 
     def _default_formatter(self) -> str:
-        """The registered name used when ``content_formatter`` is None."""
-        raise NotImplementedError
+        """The registered name used when ``content_formatter`` is None (the formatter layer's rule)."""
+        return default_formatter_name(self._kind, self.endpoint_api_type.api_type)
 
     def _formatter(self) -> ContentFormatterBase:
         """The formatter instance ``content_formatter`` names (resolved once per value)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from azml_client._config import ApiType
-from azml_client._exceptions import ConfigurationError, ResponseFormatError
+from azml_client._exceptions import ConfigurationError, ResponseFormatError, StreamError
 from azml_client._formatters import (
     CustomOpenAIChatContentFormatter,
     CustomOpenAIContentFormatter,
@@ -111,7 +111,6 @@ def test_the_completion_view_of_a_chat_stream() -> None:
         ('{"foo": 1}', "JSON object with keys ['foo']"),
         ('{"choices": {}}', "JSON object"),
         ('{"choices": ["x"]}', "unknown shape"),
-        ('{"error": {"message": "content filtered"}}', "content filtered"),
     ],
 )
 def test_bad_events_raise_for_both_parsers(data: str, hint: str) -> None:
@@ -121,6 +120,17 @@ def test_bad_events_raise_for_both_parsers(data: str, hint: str) -> None:
         assert hint in info.value.hint
         assert info.value.formatter in {"openai", "openai-chat"}
         assert f"formatter={info.value.formatter!r}" in str(info.value)
+
+
+def test_error_objects_mid_stream_are_the_servers_errors() -> None:
+    # Until issue 12 this was a ResponseFormatError (hint "content filtered"), which blames the formatter.
+    data = '{"error": {"message": "content filtered", "code": "content_filter"}}'
+    for parse in (chat.parse_chat_stream_event, completion.parse_stream_event):
+        with pytest.raises(StreamError, match="content filtered") as info:
+            parse(data, S)
+        assert not isinstance(info.value, ResponseFormatError)
+        assert info.value.code == "content_filter"
+        assert info.value.data == data
 
 
 def test_a_chat_chunk_given_to_the_completion_parser_and_the_reverse() -> None:

@@ -329,7 +329,7 @@ def test_name_headers_and_saving(
     with pytest.raises(azml_client.ConfigurationError, match="XmlChat is not registered"):
         chat.save(tmp_path / "unregistered.json")
 
-    monkeypatch.setattr(_registry, "_REGISTRY", _registry._REGISTRY.copy())
+    monkeypatch.setattr(_registry, "REGISTRY", _registry.REGISTRY.copy())
     azml_client.register_formatter("seed-xml-chat")(XmlChat)
     chat.save(tmp_path / "chat.json")
     saved = json.loads((tmp_path / "chat.json").read_text())
