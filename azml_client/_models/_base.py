@@ -8,9 +8,10 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from azml_client._config import ApiType, TimeoutLike
-from azml_client._exceptions import ConfigurationError
-from azml_client._formatters import ContentFormatterBase, registered_name, resolve_formatter
+from azml_client._config import TimeoutLike
+from azml_client._exceptions import ConfigurationError, StreamError
+from azml_client._formatters import ContentFormatterBase, default_formatter_name, registered_name, resolve_formatter
+from azml_client._json import loads
 from azml_client._models._batch import check_concurrency, run_as_completed, run_batch
 from azml_client._models._sync import LoopThread, existing_runner, runner_for
 from azml_client._transport import NON_SSE_EVENT, EndpointClient, EventStream, Response, Route
@@ -45,6 +46,23 @@ def with_call(result: _R, answer: Response | EventStream) -> _R:
     # before the result leaves the model layer, is cheaper than copying it with attrs.evolve.
     object.__setattr__(result, "call", call_info(answer))
     return result
+
+
+def _error_event(data: str) -> StreamError:
+    """The server's ``event: error`` as a typed error carrying its message (and code, when it gave one)."""
+    try:
+        decoded: Any = loads(data)
+    except ValueError:
+        decoded = None
+    error = decoded.get("error", decoded) if isinstance(decoded, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    text = message if isinstance(message, str) and message else (data.strip() or "no details")
+    return StreamError(
+        f"the server reported an error in the event stream: {text[:500]}",
+        data=data,
+        code=None if code is None else str(code)[:200],
+    )
 
 
 def _release_owned(client: EndpointClient) -> None:
@@ -90,7 +108,9 @@ class ModelBase(Generic[In, Out]):
             except TypeError as exc:
                 raise ConfigurationError(f"unknown option: {exc}") from None
             self._owns_client = True
-        fmt = resolve_formatter(formatter if formatter is not None else self._default_formatter(self._client.api_type))
+        fmt = resolve_formatter(
+            formatter if formatter is not None else default_formatter_name(self._kind, self._client.api_type)
+        )
         if fmt.kind != self._kind:
             other = "ChatModel" if fmt.kind == "chat" else "LLM"
             raise ConfigurationError(
@@ -109,11 +129,6 @@ class ModelBase(Generic[In, Out]):
         # A stream must ask for text/event-stream, whatever the formatter accepts for whole answers.
         self._stream_headers: Mapping[str, str] = {"Content-Type": fmt.content_type}
         self._finalizer = weakref.finalize(self, _release_owned, self._client) if self._owns_client else None
-
-    @classmethod
-    def _default_formatter(cls, api_type: ApiType) -> str:
-        """The registered name of the formatter used when none is given."""
-        raise NotImplementedError
 
     @property
     def _runner(self) -> LoopThread:
@@ -174,7 +189,9 @@ class ModelBase(Generic[In, Out]):
                 if event.event == NON_SSE_EVENT:
                     yield True, event.data, call
                     return
-                if event.event != "message":
+                if event.event == "error":
+                    raise _error_event(event.data)
+                if event.event != "message":  # a keep-alive ping, or another kind the chunks do not use
                     continue
                 if event.data == "[DONE]":
                     return

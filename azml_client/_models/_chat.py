@@ -34,10 +34,6 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
 
     _kind = "chat"
 
-    @classmethod
-    def _default_formatter(cls, api_type: ApiType) -> str:
-        return "openai-chat"
-
     def __init__(
         self,
         endpoint_url: str | None = None,

@@ -45,10 +45,6 @@ class LLM(ModelBase[str, str]):
 
     _kind = "completion"
 
-    @classmethod
-    def _default_formatter(cls, api_type: ApiType) -> str:
-        return "openai" if api_type is ApiType.serverless else "gpt2"
-
     def __init__(
         self,
         endpoint_url: str | None = None,
