@@ -84,9 +84,7 @@ def status_error(
 
     A 407 comes from a proxy, never from the endpoint: its message names ``proxy`` when the client has one.
     """
-    message = status_message_for(status)
-    if status == 407 and proxy is not None:
-        message = f"{message} ({proxy})"
+    message = _proxy_auth_message(proxy) if status == 407 and proxy is not None else status_message_for(status)
     return status_error_for(status)(
         message,
         status_code=status,
@@ -103,7 +101,7 @@ def _proxy_refusal(exc: aiohttp.ClientHttpProxyError, proxy: str, attempts: int)
     """The error of a proxy that answered the ``CONNECT`` of an https request with another status than 200."""
     headers: Mapping[str, str] = exc.headers if exc.headers is not None else {}
     if exc.status == 407:
-        message = f"{status_message_for(407)} ({proxy})"
+        message = _proxy_auth_message(proxy)
     else:
         message = f"{proxy} did not open a tunnel to the endpoint: it answered {exc.status} {exc.message}"
     return status_error_for(exc.status)(
@@ -113,6 +111,13 @@ def _proxy_refusal(exc: aiohttp.ClientHttpProxyError, proxy: str, attempts: int)
         request_id=request_id_from(headers),
         attempts=attempts,
         retry_after=parse_retry_after(headers),
+    )
+
+
+def _proxy_auth_message(proxy: str) -> str:
+    return (
+        f"proxy authentication required: {proxy} refused the request; put its user and password in the "
+        "proxy URL (http://user:password@host:port) or check them"
     )
 
 

@@ -361,8 +361,9 @@ async def test_a_wrong_or_missing_proxy_password_is_a_407_that_shows_no_secret(
     error = caught.value
     assert error.status_code == 407
     assert error.attempts == 1  # a 407 is not retried
-    assert f"the proxy 127.0.0.1:{auth_proxy.port} (set by proxy=)" in str(error)
-    assert "proxy authentication required" in str(error)
+    assert str(error).startswith(
+        f"HTTP 407: proxy authentication required: the proxy 127.0.0.1:{auth_proxy.port} (set by proxy=) refused"
+    )
     assert error.headers["proxy-authenticate"] == 'Basic realm="test"'
     assert_no_secret(str(error), repr(error), caplog.text, repr(client))
     assert "wrong" not in caplog.text
@@ -483,7 +484,9 @@ async def test_a_connect_refused_for_credentials_is_a_407_that_shows_no_secret(
     error = caught.value
     assert error.status_code == 407
     assert error.attempts == 1
-    assert f"the proxy 127.0.0.1:{auth_proxy.port} (set by proxy=)" in str(error)
+    assert str(error).startswith(
+        f"HTTP 407: proxy authentication required: the proxy 127.0.0.1:{auth_proxy.port} (set by proxy=) refused"
+    )
     assert_no_secret(str(error), repr(error), caplog.text)
     assert https_ep.request_count == 0
 
