@@ -279,6 +279,10 @@ _STATUS_MESSAGES: dict[int, str] = {
     401: "authentication failed: check the API key or the credential's token",
     403: "permission denied for this endpoint",
     404: "not found: check the endpoint URL, its path and the deployment name",
+    407: (
+        "proxy authentication required: the proxy refused the request; put its user and password in the "
+        "proxy URL (http://user:password@host:port) or check them"
+    ),
     408: "the endpoint timed out waiting for the request",
     413: "the request payload is too large",
     422: "the endpoint could not process the request's values",

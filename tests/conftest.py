@@ -1,14 +1,41 @@
 """Suite-wide guards: asyncio's own complaints (a task destroyed while pending, an unretrieved task exception,
-an unclosed transport logged by the loop) fail the test that caused them, as warnings already do."""
+an unclosed transport logged by the loop) fail the test that caused them, as warnings already do; and the
+proxy variables of the developer's environment never reach a test (a client honours them, loopback included)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
 
 _ASYNCIO_COMPLAINTS = ("Task was destroyed", "exception was never retrieved", "Unclosed", "unclosed")
+
+#: What urllib (and so EndpointClient) reads, in both cases; ALL_PROXY for the tools a test may start.
+_PROXY_VARIABLES = tuple(
+    name for base in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY") for name in (base, base.lower())
+)
+
+
+def _clear_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_proxy_variables_in_the_session() -> Iterator[None]:
+    """Cleared once before any fixture runs (module- and session-scoped ones start servers and subprocesses)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _clear_proxy_variables(monkeypatch)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cleared again for every test, so a test that sets one (or leaks one) never affects the next."""
+    _clear_proxy_variables(monkeypatch)
+    assert not any(name in os.environ for name in _PROXY_VARIABLES)
 
 
 class _Collector(logging.Handler):

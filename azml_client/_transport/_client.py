@@ -44,6 +44,7 @@ from azml_client._transport._errors import DEPLOYMENT_HEADER, set_attempts, stat
 from azml_client._transport._events import Attempt, AttemptHook, AttemptKind
 from azml_client._transport._limiter import InFlightLimit
 from azml_client._transport._pool import SessionPool
+from azml_client._transport._proxy import ProxySetting, resolve_proxy
 from azml_client._transport._response import Response, request_id_from
 from azml_client._transport._stream import EventStream, OpenStream, read_body, read_error_body
 from azml_client._transport._urls import Route, is_loopback, parse_endpoint_url, route_url
@@ -171,10 +172,15 @@ class EndpointClient:
             a CA bundle to verify against.
         on_attempt: a callable given an :class:`Attempt` for every event of every attempt (sent, answered,
             failed, retry); it runs in the calling task, so keep it quick.
+        proxy: ``None`` (default): the proxy of the environment, read once here with urllib's rule:
+            ``HTTPS_PROXY`` for an https endpoint, ``HTTP_PROXY`` for an http one (either case), unless
+            ``NO_PROXY`` matches the host; loopback hosts too go through it unless ``NO_PROXY`` lists them.
+            ``False``: no proxy. ``"http://[user:password@]host:port"``: that proxy for every request, with
+            proxy auth from the URL's credentials, which never appear in a repr, log or error.
 
     Raises:
-        ConfigurationError: a missing or invalid URL, an unknown api type, a header with CR/LF, or both a key
-            and a credential.
+        ConfigurationError: a missing or invalid URL, an unknown api type, a header with CR/LF, both a key
+            and a credential, or a proxy URL that is not http(s) or has no host.
     """
 
     def __init__(
@@ -194,6 +200,7 @@ class EndpointClient:
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         ssl: bool | ssl_module.SSLContext | str = True,
         on_attempt: AttemptHook | None = None,
+        proxy: ProxySetting = None,
     ) -> None:
         self._api_type = ApiType.parse(api_type if api_type is not None else _env("AZUREML_ENDPOINT_API_TYPE"))
         raw_url = endpoint_url if endpoint_url is not None else _env("AZUREML_ENDPOINT_URL")
@@ -234,6 +241,9 @@ class EndpointClient:
         self._hooks: tuple[AttemptHook, ...] = () if on_attempt is None else (on_attempt,)
         self._pool = SessionPool(limit=max_connections, ssl_setting=self._ssl_setting(ssl))
         self._close_callbacks: list[Callable[[], object]] = []
+        self._proxy = resolve_proxy(proxy, self._url)
+        self._proxy_options = None if self._proxy is None else self._proxy.post_options()
+        self._proxy_label = None if self._proxy is None else self._proxy.label
 
         base: dict[str, str] = {
             "User-Agent": USER_AGENT,
@@ -247,6 +257,8 @@ class EndpointClient:
             base[name] = check_header_value(name, value)
         if key is not None:
             base["Authorization"] = f"Bearer {key}"
+        if self._proxy is not None:
+            base.update(self._proxy.request_headers())
         self._base_headers = base
         self._token_headers: tuple[str, dict[str, str]] | None = None
 
@@ -305,15 +317,21 @@ class EndpointClient:
         return "credential" if self._tokens is not None else "none"
 
     @property
+    def proxy(self) -> str | None:
+        """The URL of the proxy requests go through (without its credentials), or None for direct connections."""
+        return None if self._proxy is None else str(self._proxy.url)
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
         return self._pool.closed
 
     def __repr__(self) -> str:
         deployment = f", deployment_name={self._deployment!r}" if self._deployment else ""
+        proxy = f", proxy={self.proxy!r}" if self._proxy is not None else ""
         return (
             f"EndpointClient(endpoint_url={str(self._url)!r}, api_type={self._api_type.value!r}"
-            f"{deployment}, auth={self.auth_kind!r})"
+            f"{deployment}, auth={self.auth_kind!r}{proxy})"
         )
 
     def url_for(self, route: Route | None = None) -> str:
@@ -596,14 +614,29 @@ class EndpointClient:
         if self._hooks:
             self._emit("sent", attempt, url, start)
         try:
-            response = await session.post(
-                url, data=data, headers=headers, timeout=client_timeout, allow_redirects=False
-            )
+            if self._proxy_options is None:
+                response = await session.post(
+                    url, data=data, headers=headers, timeout=client_timeout, allow_redirects=False
+                )
+            else:
+                response = await session.post(
+                    url,
+                    data=data,
+                    headers=headers,
+                    timeout=client_timeout,
+                    allow_redirects=False,
+                    **self._proxy_options,
+                )
             status = response.status
             if status >= 300:
                 error_body = await read_error_body(response)
                 error = status_error(
-                    status, error_body, response.headers, attempts=attempt, deployment=self._deployment
+                    status,
+                    error_body,
+                    response.headers,
+                    attempts=attempt,
+                    deployment=self._deployment,
+                    proxy=self._proxy_label,
                 )
             elif stream:
                 assert slot is not None
@@ -631,7 +664,9 @@ class EndpointClient:
         except Exception as exc:
             if session.closed:  # our own close, not the server's doing: say so, and do not retry
                 raise _closed_while_in_flight(url, attempt) from exc
-            mapped = transport_error(exc, url=str(url), timeout=timeout, attempts=attempt, remaining=remaining)
+            mapped = transport_error(
+                exc, url=str(url), timeout=timeout, attempts=attempt, remaining=remaining, proxy=self._proxy_label
+            )
             if mapped is None:
                 raise
             if logger.isEnabledFor(logging.DEBUG):

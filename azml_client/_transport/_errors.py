@@ -32,6 +32,7 @@ def transport_error(
     attempts: int,
     remaining: float | None = None,
     mid_stream: bool = False,
+    proxy: str | None = None,
 ) -> AzureMLError | None:
     """Return the azml-client error for an exception raised while sending or reading, or ``None`` if it is not one.
 
@@ -39,6 +40,9 @@ def transport_error(
     :class:`APITimeoutError` with a message naming the timeout that ran out; TLS verification failures become a
     non-retryable :class:`APIConnectionError`; other aiohttp and OS errors become :class:`APIConnectionError`;
     an invalid URL is a :class:`ConfigurationError`. Anything else (a cancellation, a bug) is not mapped.
+    ``proxy`` names the client's proxy (``the proxy host:port (set by ...)``, no credentials): a failure to
+    reach it is an :class:`APIConnectionError` naming it, and its refusal to open a tunnel the
+    :class:`APIStatusError` of the proxy's status.
     """
     error: AzureMLError
     if isinstance(exc, AzureMLError):
@@ -49,6 +53,11 @@ def transport_error(
     elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
         error = APIConnectionError(f"TLS verification failed: {exc}", url=url, attempts=attempts)
         error.retryable = False
+    elif isinstance(exc, aiohttp.ClientProxyConnectionError):
+        label = proxy or f"the proxy {exc.host}:{exc.port}"
+        error = APIConnectionError(f"cannot connect to {label}: {exc.os_error}", url=url, attempts=attempts)
+    elif isinstance(exc, aiohttp.ClientHttpProxyError):
+        error = _proxy_refusal(exc, proxy or "the proxy", attempts)
     elif isinstance(exc, aiohttp.InvalidURL):
         return ConfigurationError(f"invalid URL {exc}")
     elif isinstance(exc, (aiohttp.ClientError, OSError)):
@@ -63,11 +72,21 @@ def transport_error(
 
 
 def status_error(
-    status: int, body: bytes, headers: Mapping[str, str], *, attempts: int, deployment: str | None
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    attempts: int,
+    deployment: str | None,
+    proxy: str | None = None,
 ) -> APIStatusError:
-    """Build the error of an answer with a non-2xx status (a subclass per status)."""
+    """Build the error of an answer with a non-2xx status (a subclass per status).
+
+    A 407 comes from a proxy, never from the endpoint: its message names ``proxy`` when the client has one.
+    """
+    message = _proxy_auth_message(proxy) if status == 407 and proxy is not None else status_message_for(status)
     return status_error_for(status)(
-        status_message_for(status),
+        message,
         status_code=status,
         body=body,
         headers=headers,
@@ -75,6 +94,30 @@ def status_error(
         deployment=headers.get(DEPLOYMENT_HEADER) or deployment,
         attempts=attempts,
         retry_after=parse_retry_after(headers),
+    )
+
+
+def _proxy_refusal(exc: aiohttp.ClientHttpProxyError, proxy: str, attempts: int) -> APIStatusError:
+    """The error of a proxy that answered the ``CONNECT`` of an https request with another status than 200."""
+    headers: Mapping[str, str] = exc.headers if exc.headers is not None else {}
+    if exc.status == 407:
+        message = _proxy_auth_message(proxy)
+    else:
+        message = f"{proxy} did not open a tunnel to the endpoint: it answered {exc.status} {exc.message}"
+    return status_error_for(exc.status)(
+        message,
+        status_code=exc.status,
+        headers=headers,
+        request_id=request_id_from(headers),
+        attempts=attempts,
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def _proxy_auth_message(proxy: str) -> str:
+    return (
+        f"proxy authentication required: {proxy} refused the request; put its user and password in the "
+        "proxy URL (http://user:password@host:port) or check them"
     )
 
 

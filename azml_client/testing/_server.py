@@ -173,6 +173,9 @@ class MockEndpoint:
     probability, drawn from a ``random.Random(seed)``, so the same seed and the same request order give the
     same faults. Faults come before the key check.
 
+    Proxies: clients honour ``HTTP_PROXY`` for loopback hosts too, so where the environment sets a proxy,
+    keep the emulator's traffic direct with ``NO_PROXY=127.0.0.1,localhost`` or ``proxy=False`` on the client.
+
     Args:
         api_key: when set, every request needs ``Authorization: Bearer <key>`` with a key in
             :attr:`accepted_keys`, else 401 JSON. Without ``api_key``, keys are checked only once
