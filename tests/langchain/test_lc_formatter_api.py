@@ -83,12 +83,12 @@ def test_the_default_formatter_rule_is_the_formatter_layers() -> None:
 
 def test_a_refusal_reaches_langchain() -> None:
     message = Message("assistant", None, refusal="I can't help with that.")
-    result = chat_result(ChatResult(message, "stop"), None, None)
+    result = chat_result(ChatResult(message, "stop"), None)
     ai = result.generations[0].message
     assert isinstance(ai, AIMessage)
     assert ai.content == ""
     assert ai.additional_kwargs == {"refusal": "I can't help with that."}
-    assert chat_result(ChatResult(Message("assistant", "x")), None, None).generations[0].message.additional_kwargs == {}
+    assert chat_result(ChatResult(Message("assistant", "x")), None).generations[0].message.additional_kwargs == {}
     pieces = [stream_chunk(ChatChunk(refusal=text), None).message for text in ("I can", "'t.")]
     joined = pieces[0] + pieces[1]
     assert isinstance(joined, AIMessageChunk)
@@ -96,17 +96,17 @@ def test_a_refusal_reaches_langchain() -> None:
 
 
 def test_token_usage_is_the_usage_wire_form() -> None:
-    for usage in (Usage(3, 4, 7), Usage(3, None, None)):
-        result = chat_result(ChatResult(Message("assistant", "x"), usage=usage), None, None)
+    for usage in (Usage(3, 4, 7), Usage(3, None)):
+        result = chat_result(ChatResult(Message("assistant", "x"), usage=usage), None)
         assert result.llm_output is not None
         assert result.llm_output["token_usage"] == usage.to_dict()
-    assert "token_usage" not in (chat_result(ChatResult(Message("assistant", "x")), None, None).llm_output or {})
+    assert "token_usage" not in (chat_result(ChatResult(Message("assistant", "x")), None).llm_output or {})
 
 
 def test_tool_call_arguments_nested_too_deeply_are_an_invalid_tool_call() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     message = Message("assistant", None, tool_calls=[ToolCall("c1", "f", deep), ToolCall("c2", "g", '{"a": 1}')])
-    ai = chat_result(ChatResult(message, "tool_calls"), None, None).generations[0].message
+    ai = chat_result(ChatResult(message, "tool_calls"), None).generations[0].message
     assert isinstance(ai, AIMessage)
     assert [call["name"] for call in ai.tool_calls] == ["g"]
     assert [call["name"] for call in ai.invalid_tool_calls] == ["f"]
