@@ -20,6 +20,7 @@ import azml_client
 PACKAGE = Path(azml_client.__file__).parent
 FORMATTERS = "azml_client._formatters"
 
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
