@@ -82,9 +82,16 @@ def status_error(
 ) -> APIStatusError:
     """Build the error of an answer with a non-2xx status (a subclass per status).
 
-    A 407 comes from a proxy, never from the endpoint: its message names ``proxy`` when the client has one.
+    A 407 comes from a proxy, never from the endpoint: its message names ``proxy`` when the client has one. A 424
+    from a managed endpoint names the model container's own status and reason (``ms-azureml-model-error-statuscode``
+    / ``ms-azureml-model-error-reason``).
     """
     message = _proxy_auth_message(proxy) if status == 407 and proxy is not None else status_message_for(status)
+    if status == 424:
+        code = headers.get("ms-azureml-model-error-statuscode")
+        reason = headers.get("ms-azureml-model-error-reason")
+        if code or reason:
+            message = f"the model container answered {code or '?'}: {reason or 'no reason given'}; {message}"
     return status_error_for(status)(
         message,
         status_code=status,

@@ -41,6 +41,11 @@ def parse_endpoint_url(raw: str, api_type: ApiType) -> URL:
         )
     if not url.host:
         raise ConfigurationError(f"endpoint URL {text!r} has no host")
+    if any(mark in text for mark in "<>{}"):
+        raise ConfigurationError(
+            f"endpoint URL {text!r} still holds a placeholder (<...> or {{...}}): put in your endpoint's name and "
+            "region, as shown on its Consume tab in Azure ML studio"
+        )
     if url.user is not None or url.password is not None:
         raise ConfigurationError("endpoint URL must not carry credentials; pass api_key= or credential=")
     if api_type is ApiType.dedicated and url.path in ("", "/"):

@@ -7,6 +7,7 @@ flag's value (which would land in the shell history and the process list), and i
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,11 @@ class EndpointSettings:
         """
         key = read_key_file(self.api_key_file) if self.api_key_file else None
         retry = RetryPolicy(max_retries=self.max_retries) if self.max_retries is not None else None
+        if not self.endpoint_url and not os.environ.get("AZUREML_ENDPOINT_URL"):
+            raise ConfigurationError(
+                "an endpoint URL is required: pass --endpoint-url or set AZUREML_ENDPOINT_URL "
+                "(for example https://my-endpoint.eastus2.inference.ml.azure.com/score)"
+            )
         return EndpointClient(
             self.endpoint_url,
             key,

@@ -8,6 +8,7 @@ import os
 import pty
 import secrets
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -566,3 +567,18 @@ async def test_demo_runs_and_checks_its_results() -> None:
     assert run.returncode == 0, run.stderr
     assert "300 results checked against what the emulator must answer: all correct" in run.stdout
     assert "azml batch done: 300 succeeded, 0 failed" in run.stderr
+
+
+def test_a_missing_url_names_the_flag_not_the_python_keyword() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZUREML_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "azml_client.cli", "complete", "hi"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--endpoint-url" in done.stderr
+    assert "endpoint_url=" not in done.stderr

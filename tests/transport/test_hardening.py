@@ -241,3 +241,37 @@ def test_models_left_open_on_an_open_loop_do_not_warn_at_exit(tmp_path: object) 
     assert done.stdout.split() == ["echo:", "x", "echo:", "y"]
     for warning in ("Unclosed client session", "Unclosed connector", "unclosed transport", "unclosed <socket"):
         assert warning not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://<name>.<region>.inference.ml.azure.com/score", "https://{endpoint}.eastus.inference.ml.azure.com"],
+)
+def test_a_placeholder_url_is_refused_before_sending(url: str) -> None:
+    with pytest.raises(az.ConfigurationError, match="placeholder"):
+        az.EndpointClient(url, "k")
+
+
+async def test_a_424_names_the_model_containers_own_status_and_reason() -> None:
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        headers = {"ms-azureml-model-error-statuscode": "500", "ms-azureml-model-error-reason": "model_error"}
+        return web.json_response(
+            {"message": "An unexpected error occurred in scoring script."}, status=424, headers=headers
+        )
+
+    app = web.Application()
+    app.router.add_post("/score", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/score"
+        async with az.LLM(url, "k") as llm:
+            with pytest.raises(az.ModelError) as caught:
+                await llm.ainvoke("x")
+    finally:
+        await runner.cleanup()
+    assert "the model container answered 500: model_error" in str(caught.value)
+    assert caught.value.headers["ms-azureml-model-error-reason"] == "model_error"
