@@ -208,12 +208,12 @@ class APIStatusError(AzureMLError):
         super().__init__("; ".join(details))
 
     def json(self) -> Any:
-        """Return the body decoded as JSON, or ``None`` when it is not JSON."""
-        import orjson
+        """Return the body decoded as JSON (NaN and Infinity included), or ``None`` when it is not JSON."""
+        from azml_client._json import JSONDecodeError, loads
 
         try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError:
+            return loads(self.body)
+        except JSONDecodeError:
             return None
 
 

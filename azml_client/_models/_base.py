@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+)
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -63,6 +72,16 @@ def _error_event(data: str) -> StreamError:
         data=data,
         code=None if code is None else str(code)[:200],
     )
+
+
+_C = TypeVar("_C")
+
+
+def _with_info(chunk: _C, call: CallInfo | None) -> _C:
+    """``chunk`` with ``call`` set when given (the first chunk of a stream); see :func:`with_call`."""
+    if call is not None:
+        object.__setattr__(chunk, "call", call)
+    return chunk
 
 
 def _release_owned(client: EndpointClient) -> None:
@@ -173,21 +192,28 @@ class ModelBase(Generic[In, Out]):
                 merged["stop"] = stops
         return merged
 
-    async def _stream_payloads(
-        self, body: bytes, route: Route, timeout: TimeoutLike | None
-    ) -> AsyncGenerator[tuple[bool, str, CallInfo | None], None]:
-        """Yield ``(False, data, call)`` for each chunk event of a streaming call until ``[DONE]``.
+    async def _stream_chunks(
+        self,
+        body: bytes,
+        route: Route,
+        timeout: TimeoutLike | None,
+        parse_chunk: Callable[[str], _C | None],
+        parse_whole: Callable[[bytes], _C],
+    ) -> AsyncGenerator[_C, None]:
+        """Yield the chunks of a streaming call until ``[DONE]``, the first one carrying the call's ``CallInfo``.
 
-        ``call`` describes the HTTP call on the first item and is ``None`` after. An endpoint that ignored
-        ``stream`` and answered with a whole body gives one ``(True, body, call)``. Events that are not chunks
-        (a keep-alive ``event: ping``) are skipped.
+        ``parse_chunk`` reads one event's data (``None``: nothing to yield); an endpoint that ignored ``stream``
+        and answered with a whole body gives one chunk from ``parse_whole``. Events that are not chunks (a
+        keep-alive ``event: ping``) are skipped; ``event: error`` raises :class:`StreamError`.
         """
-        first = True
+        call: CallInfo | None = None
+        pending: CallInfo | None = None  # the call, until a chunk carried it
         async with self._client.stream(body, route=route, headers=self._stream_headers, timeout=timeout) as events:
             async for event in events:
-                call = call_info(events) if first else None
+                if call is None:
+                    call = pending = call_info(events)
                 if event.event == NON_SSE_EVENT:
-                    yield True, event.data, call
+                    yield _with_info(parse_whole(event.data.encode()), pending)
                     return
                 if event.event == "error":
                     raise _error_event(event.data)
@@ -195,8 +221,53 @@ class ModelBase(Generic[In, Out]):
                     continue
                 if event.data == "[DONE]":
                     return
-                first = False
-                yield False, event.data, call
+                chunk = parse_chunk(event.data)
+                if chunk is not None:
+                    yield _with_info(chunk, pending)
+                    pending = None
+
+    def _run_sync_batch(
+        self,
+        method: Callable[..., Coroutine[Any, Any, list[Any]]],
+        inputs: Iterable[Any],
+        max_concurrency: int | None,
+        return_exceptions: bool,
+        stop: str | list[str] | None,
+        timeout: TimeoutLike | None,
+        model_kwargs: Mapping[str, Any],
+    ) -> list[Any]:
+        """The sync twin of a batch method: the inputs read here, the batch run on the client's runner."""
+        items = list(inputs)
+        return self._runner.run(
+            lambda: method(
+                items,
+                max_concurrency=max_concurrency,
+                return_exceptions=return_exceptions,
+                stop=stop,
+                timeout=timeout,
+                **model_kwargs,
+            )
+        )
+
+    def _run_batch(
+        self,
+        one: Callable[[Any, Mapping[str, Any], TimeoutLike | None], Awaitable[Any]],
+        inputs: Iterable[Any],
+        max_concurrency: int | None,
+        return_exceptions: bool,
+        stop: str | list[str] | None,
+        timeout: TimeoutLike | None,
+        model_kwargs: Mapping[str, Any],
+    ) -> Awaitable[list[Any]]:
+        """What every batch method does: check the limit, merge the kwargs once, run ``one`` per input in order."""
+        limit = check_concurrency(max_concurrency, self._batch_concurrency)
+        merged = self._call_kwargs(stop, model_kwargs)
+        return run_batch(
+            lambda item: one(item, merged, timeout),
+            inputs,
+            max_concurrency=limit,
+            return_exceptions=return_exceptions,
+        )
 
     # ------------------------------------------------------------------ batching
 
@@ -257,14 +328,7 @@ class ModelBase(Generic[In, Out]):
         batch; otherwise the first failure cancels the rest and is raised. Call-time ``model_kwargs`` and
         ``stop`` apply to every input of this batch.
         """
-        limit = check_concurrency(max_concurrency, self._batch_concurrency)
-        merged = self._call_kwargs(stop, model_kwargs)
-        return await run_batch(
-            lambda item: self._one(item, merged, timeout),
-            inputs,
-            max_concurrency=limit,
-            return_exceptions=return_exceptions,
-        )
+        return await self._run_batch(self._one, inputs, max_concurrency, return_exceptions, stop, timeout, model_kwargs)
 
     def abatch_as_completed(
         self,
@@ -331,16 +395,8 @@ class ModelBase(Generic[In, Out]):
         **model_kwargs: Any,
     ) -> list[Out] | list[Out | Exception]:
         """Sync twin of :meth:`abatch`."""
-        items = list(inputs)
-        return self._runner.run(
-            lambda: self.abatch(
-                items,
-                max_concurrency=max_concurrency,
-                return_exceptions=return_exceptions,
-                stop=stop,
-                timeout=timeout,
-                **model_kwargs,
-            )
+        return self._run_sync_batch(
+            self.abatch, inputs, max_concurrency, return_exceptions, stop, timeout, model_kwargs
         )
 
     def batch_as_completed(

@@ -7,8 +7,7 @@ from contextlib import aclosing
 from typing import Any, cast
 
 from azml_client._config import ApiType, TimeoutLike
-from azml_client._formatters import ContentFormatterBase
-from azml_client._formatters._base import ChatContentFormatterBase
+from azml_client._formatters import ChatContentFormatterBase, ContentFormatterBase
 from azml_client._models._base import ModelBase, with_call
 from azml_client._transport import EndpointClient
 from azml_client._types import CallInfo, ChatChunk, ChatResult, MessagesInput, to_messages
@@ -103,19 +102,16 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
             yield _whole_answer_chunk(result, result.call)
             return
         body = formatter.build_chat_request(to_messages(messages), kwargs, api_type, stream=True)
-        pending: CallInfo | None = None
-        async with aclosing(self._stream_payloads(body, "chat", timeout)) as payloads:
-            async for whole, data, call in payloads:
-                pending = call or pending
-                if whole:
-                    yield _whole_answer_chunk(formatter.parse_chat_response(data.encode(), api_type), pending)
-                    return
-                chunk = formatter.parse_chat_stream_event(data, api_type)
-                if chunk is not None:
-                    if pending is not None:
-                        object.__setattr__(chunk, "call", pending)  # see with_call: a fresh chunk
-                        pending = None
-                    yield chunk
+        chunks = self._stream_chunks(
+            body,
+            "chat",
+            timeout,
+            lambda data: formatter.parse_chat_stream_event(data, api_type),
+            lambda whole: _whole_answer_chunk(formatter.parse_chat_response(whole, api_type), None),
+        )
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
 
     # ------------------------------------------------------------------ sync twins
 

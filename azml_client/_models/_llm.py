@@ -10,7 +10,6 @@ from azml_client._config import ApiType, TimeoutLike
 from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import ContentFormatterBase
 from azml_client._models._base import ModelBase, with_call
-from azml_client._models._batch import check_concurrency, run_batch
 from azml_client._transport import EndpointClient
 from azml_client._types import CallInfo, Completion, CompletionChunk
 
@@ -140,13 +139,8 @@ class LLM(ModelBase[str, str]):
         **model_kwargs: Any,
     ) -> list[Completion] | list[Completion | Exception]:
         """Like :meth:`abatch`, but each result is the whole :class:`Completion` (choices, usage, ``call``)."""
-        limit = check_concurrency(max_concurrency, self._batch_concurrency)
-        merged = self._call_kwargs(stop, model_kwargs)
-        return await run_batch(
-            lambda prompt: self._complete(prompt, merged, timeout),
-            prompts,
-            max_concurrency=limit,
-            return_exceptions=return_exceptions,
+        return await self._run_batch(
+            self._complete, prompts, max_concurrency, return_exceptions, stop, timeout, model_kwargs
         )
 
     async def astream(
@@ -184,20 +178,18 @@ class LLM(ModelBase[str, str]):
             completion = await self._complete(prompt, kwargs, timeout)
             yield _whole_answer_chunk(completion, completion.call)
             return
-        body = self._formatter.build_request(_check_prompt(prompt), kwargs, api_type, stream=True)
-        pending: CallInfo | None = None
-        async with aclosing(self._stream_payloads(body, "completions", timeout)) as payloads:
-            async for whole, data, call in payloads:
-                pending = call or pending
-                if whole:
-                    yield _whole_answer_chunk(self._formatter.parse_response(data.encode(), api_type), pending)
-                    return
-                chunk = self._formatter.parse_stream_event(data, api_type)
-                if chunk is not None:
-                    if pending is not None:
-                        object.__setattr__(chunk, "call", pending)  # see with_call: a fresh chunk
-                        pending = None
-                    yield chunk
+        formatter = self._formatter
+        body = formatter.build_request(_check_prompt(prompt), kwargs, api_type, stream=True)
+        chunks = self._stream_chunks(
+            body,
+            "completions",
+            timeout,
+            lambda data: formatter.parse_stream_event(data, api_type),
+            lambda whole: _whole_answer_chunk(formatter.parse_response(whole, api_type), None),
+        )
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
 
     # ------------------------------------------------------------------ sync twins
 
@@ -234,16 +226,8 @@ class LLM(ModelBase[str, str]):
         **model_kwargs: Any,
     ) -> list[Completion | Exception]:
         """Sync twin of :meth:`acomplete_batch`."""
-        items = list(prompts)
-        return self._runner.run(
-            lambda: self.acomplete_batch(
-                items,
-                max_concurrency=max_concurrency,
-                return_exceptions=return_exceptions,
-                stop=stop,
-                timeout=timeout,
-                **model_kwargs,
-            )
+        return self._run_sync_batch(
+            self.acomplete_batch, prompts, max_concurrency, return_exceptions, stop, timeout, model_kwargs
         )
 
     def stream(

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import orjson
 
 from azml_client._exceptions import ResponseFormatError
+from azml_client._json import JSONDecodeError, loads
 
 __all__ = ["Response", "request_id_from"]
 
@@ -58,8 +58,8 @@ class Response:
             ResponseFormatError: the body is not JSON.
         """
         try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError as exc:
+            return loads(self.body)
+        except JSONDecodeError as exc:
             raise ResponseFormatError(
                 "the answer is not JSON", status=self.status, body=self.body, hint=str(exc)
             ) from None

@@ -98,16 +98,6 @@ class _Result:
     usage: Usage | None
 
 
-def _usage_dict(usage: Usage | None) -> dict[str, int | None] | None:
-    if usage is None:
-        return None
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
 class BatchRunner:
     """Sends jobs with at most ``concurrency`` in flight and writes each result line as it finishes.
 
@@ -265,7 +255,7 @@ class BatchRunner:
             "id": job.id,
             "output": output,
             "finish_reason": finish_reason,
-            "usage": _usage_dict(usage),
+            "usage": None if usage is None else usage.to_dict(),
             "error": error,
             "attempts": attempts,
             "latency_ms": round((time.perf_counter() - started) * 1000.0, 1),

@@ -219,11 +219,7 @@ def _usage_default(value: Any) -> Any:
     from azml_client._types import Usage
 
     if isinstance(value, Usage):
-        return {
-            "prompt_tokens": value.prompt_tokens,
-            "completion_tokens": value.completion_tokens,
-            "total_tokens": value.total_tokens,
-        }
+        return value.to_dict()
     raise TypeError
 
 

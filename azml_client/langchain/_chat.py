@@ -102,9 +102,6 @@ class AzureMLChatOnlineEndpoint(BaseChatModel, EndpointSettings):
         config["stream_usage"] = self.stream_usage
         return config
 
-    def _default_formatter(self) -> str:
-        return "openai-chat"
-
     def _core_formatter(self) -> ContentFormatterBase:
         """The formatter, or a chat formatter written for the seed wrapped to get LangChain messages."""
         formatter = self._formatter()

@@ -16,7 +16,7 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list
 
-from azml_client import LLM, Completion, CompletionChoice, ContentFormatterBase
+from azml_client import LLM, Completion, CompletionChoice, ContentFormatterBase, Usage
 from azml_client.langchain._messages import usage_metadata
 from azml_client.langchain._settings import EndpointSettings
 
@@ -87,9 +87,6 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
                 that are not JSON values.
         """
         EndpointSettings.save(self, file_path)
-
-    def _default_formatter(self) -> str:
-        return "openai" if self.endpoint_api_type.value == "serverless" else "gpt2"
 
     def _build_core(self, formatter: ContentFormatterBase, options: dict[str, Any]) -> LLM:
         return LLM(formatter=formatter, **options)
@@ -163,11 +160,7 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
         deployment = deployment or self.deployment_name or None
         llm_output: dict[str, Any] = {}
         if counted:
-            llm_output["token_usage"] = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": total_tokens,
-            }
+            llm_output["token_usage"] = Usage(prompt_tokens, completion_tokens, total_tokens).to_dict()
         if model or deployment:
             llm_output["model_name"] = model or deployment
         if deployment:
