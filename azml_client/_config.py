@@ -9,7 +9,7 @@ import random
 import time
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -21,6 +21,8 @@ __all__ = [
     "DEFAULT_RETRY_POLICY",
     "DEFAULT_TIMEOUT",
     "ApiType",
+    "OnThrottle",
+    "RateLimit",
     "RetryPolicy",
     "Timeout",
     "TimeoutLike",
@@ -261,3 +263,34 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()
+
+#: What a 429 does: ``"wait"`` sends the request back in line (it never uses up ``max_retries``), ``"raise"``
+#: counts it as a retry. ``None``: ``"wait"`` inside batches, ``"raise"`` for single calls.
+OnThrottle = Literal["wait", "raise"]
+
+
+def _positive_rate(instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{attribute.name} must be a positive number or None, got {value!r}")
+
+
+@attrs.frozen(slots=True)
+class RateLimit:
+    """Quotas you know an endpoint has, kept by the client with token buckets (one per quota).
+
+    Azure enforces a per-minute quota over short windows (600 requests per minute means more than 10 in one
+    second are refused), so each bucket holds at most ``burst_seconds`` worth of its rate and refills
+    continuously. A request's token weight is estimated by the model layer from characters (prompt characters
+    / 4, plus ``max_tokens`` or ``max_new_tokens``) and corrected by the answer's usage.
+
+    Args:
+        requests_per_minute: the request quota (RPM), or None.
+        tokens_per_minute: the token quota (TPM), or None.
+        burst_seconds: how many seconds of quota a bucket may save up (default 1).
+    """
+
+    requests_per_minute: float | None = attrs.field(default=None, validator=_positive_rate)
+    tokens_per_minute: float | None = attrs.field(default=None, validator=_positive_rate)
+    burst_seconds: float = attrs.field(default=1.0, validator=_positive_rate)

@@ -24,7 +24,7 @@ from azml_client._json import loads
 from azml_client._models._batch import check_concurrency, run_as_completed, run_batch
 from azml_client._models._sync import LoopThread, existing_runner, runner_for
 from azml_client._transport import NON_SSE_EVENT, EndpointClient, EventStream, Response, Route
-from azml_client._types import CallInfo
+from azml_client._types import CallInfo, Usage
 
 __all__ = ["ModelBase", "call_info"]
 
@@ -268,6 +268,21 @@ class ModelBase(Generic[In, Out]):
             max_concurrency=limit,
             return_exceptions=return_exceptions,
         )
+
+    def _weight(self, characters: int, kwargs: Mapping[str, Any]) -> float:
+        """A request's token estimate for a stated token quota, made as Azure makes it: prompt + ``max_tokens``.
+
+        No tokenizer is at hand (none is in the stack, and tiktoken downloads its files at run time), so prompt
+        tokens are estimated as characters / 4; the answer's usage corrects it (:meth:`_settle`).
+        """
+        budget = kwargs.get("max_tokens", kwargs.get("max_new_tokens"))
+        completion = budget if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0 else 16
+        return float(-(-characters // 4) + completion)
+
+    def _settle(self, weight: float, usage: Usage | None) -> None:
+        """Tell the client's token bucket what a request really used, when its answer said."""
+        if weight and usage is not None and usage.total_tokens is not None:
+            self._client.correct_tokens(weight, float(usage.total_tokens))
 
     # ------------------------------------------------------------------ batching
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import Any, TypeVar
 
 from azml_client._exceptions import ConfigurationError
+from azml_client._transport import batch_calls
 
 __all__ = ["DEFAULT_BATCH_CONCURRENCY", "check_concurrency", "run_as_completed", "run_batch"]
 
@@ -63,7 +64,8 @@ async def run_batch(
                     raise
                 results[index] = exc
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(max_concurrency, len(items)))]
+    with batch_calls():  # the workers' calls wait their turn on a 429 (unless the client says otherwise)
+        tasks = [asyncio.ensure_future(worker()) for _ in range(min(max_concurrency, len(items)))]
     try:
         await asyncio.gather(*tasks)
     except BaseException:
@@ -122,7 +124,8 @@ async def run_as_completed(
             failure = exc
         await done.put((-1, _Finished(failure)))
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(max_concurrency)]
+    with batch_calls():  # the workers' calls wait their turn on a 429 (unless the client says otherwise)
+        workers = [asyncio.ensure_future(worker()) for _ in range(max_concurrency)]
     running = len(workers)
     try:
         while running:

@@ -10,7 +10,7 @@ from azml_client._config import ApiType, TimeoutLike
 from azml_client._formatters import ChatContentFormatterBase, ContentFormatterBase
 from azml_client._models._base import ModelBase, with_call
 from azml_client._transport import EndpointClient
-from azml_client._types import CallInfo, ChatChunk, ChatResult, MessagesInput, to_messages
+from azml_client._types import CallInfo, ChatChunk, ChatResult, MessagesInput, content_text, to_messages
 
 __all__ = ["ChatModel"]
 
@@ -63,9 +63,15 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
     async def _one(self, item: MessagesInput, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> ChatResult:
         api_type = self._client.api_type
         formatter = self._chat_formatter
-        body = formatter.build_chat_request(to_messages(item), kwargs, api_type)
-        response = await self._client.post(body, route="chat", headers=self._headers, timeout=timeout)
-        return with_call(formatter.parse_chat_response(response.body, api_type, status=response.status), response)
+        messages = to_messages(item)
+        body = formatter.build_chat_request(messages, kwargs, api_type)
+        weight = 0.0
+        if self._client.counts_tokens:
+            weight = self._weight(sum(len(content_text(message.content)) for message in messages), kwargs)
+        response = await self._client.post(body, route="chat", headers=self._headers, timeout=timeout, weight=weight)
+        result = formatter.parse_chat_response(response.body, api_type, status=response.status)
+        self._settle(weight, result.usage)
+        return with_call(result, response)
 
     async def ainvoke(
         self,

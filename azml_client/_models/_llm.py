@@ -69,11 +69,18 @@ class LLM(ModelBase[str, str]):
     async def _complete(self, prompt: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> Completion:
         api_type = self._client.api_type
         body = self._formatter.build_request(_check_prompt(prompt), kwargs, api_type)
-        response = await self._client.post(body, route="completions", headers=self._headers, timeout=timeout)
-        return with_call(self._formatter.parse_response(response.body, api_type, status=response.status), response)
+        weight = self._weight(len(prompt), kwargs) if self._client.counts_tokens else 0.0
+        response = await self._client.post(
+            body, route="completions", headers=self._headers, timeout=timeout, weight=weight
+        )
+        completion = self._formatter.parse_response(response.body, api_type, status=response.status)
+        self._settle(weight, completion.usage)
+        return with_call(completion, response)
 
     async def _one(self, item: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> str:
         # What _complete does without describing the call, one coroutine shallower: a batch runs this per prompt.
+        if self._client.counts_tokens:
+            return (await self._complete(item, kwargs, timeout)).text
         api_type = self._client.api_type
         body = self._formatter.build_request(_check_prompt(item), kwargs, api_type)
         response = await self._client.post(body, route="completions", headers=self._headers, timeout=timeout)

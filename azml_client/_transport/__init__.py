@@ -9,6 +9,7 @@ from azml_client._transport._events import Attempt, AttemptHook, AttemptKind
 from azml_client._transport._response import Response
 from azml_client._transport._sse import ServerSentEvent, SSEDecoder
 from azml_client._transport._stream import NON_SSE_EVENT, EventStream
+from azml_client._transport._throttle import ThrottleKind, batch_calls
 from azml_client._transport._urls import Route
 
 __all__ = [
@@ -25,5 +26,7 @@ __all__ = [
     "Route",
     "SSEDecoder",
     "ServerSentEvent",
+    "ThrottleKind",
     "TokenProvider",
+    "batch_calls",
 ]

@@ -28,11 +28,19 @@ from azml_client._config import (
     DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_RETRY_POLICY,
     ApiType,
+    OnThrottle,
+    RateLimit,
     RetryPolicy,
     Timeout,
     TimeoutLike,
 )
-from azml_client._exceptions import APIConnectionError, APITimeoutError, AzureMLError, ConfigurationError
+from azml_client._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AzureMLError,
+    ConfigurationError,
+)
 from azml_client._transport._auth import (
     DEFAULT_TOKEN_SCOPE,
     CredentialLike,
@@ -42,11 +50,11 @@ from azml_client._transport._auth import (
 )
 from azml_client._transport._errors import DEPLOYMENT_HEADER, set_attempts, status_error, transport_error
 from azml_client._transport._events import Attempt, AttemptHook, AttemptKind
-from azml_client._transport._limiter import InFlightLimit
 from azml_client._transport._pool import SessionPool
 from azml_client._transport._proxy import ProxySetting, resolve_proxy
 from azml_client._transport._response import Response, request_id_from
 from azml_client._transport._stream import EventStream, OpenStream, read_body, read_error_body
+from azml_client._transport._throttle import Slot, Throttle, throttle_mode
 from azml_client._transport._urls import Route, is_loopback, parse_endpoint_url, route_url
 from azml_client._version import __version__
 
@@ -101,6 +109,15 @@ def _closed_while_in_flight(url: URL, attempts: int) -> APIConnectionError:
     return error
 
 
+def _line_timeout(timeout: Timeout, url: URL, attempt: int) -> APITimeoutError:
+    return APITimeoutError(
+        f"the total timeout of {timeout.total:g} s ran out while the call waited for the client's concurrency limit "
+        "(on_throttle='raise' counts that wait; batches use 'wait', whose timeout runs from the first send)",
+        url=_log_url(url),
+        attempts=attempt - 1,
+    )
+
+
 def _request_id(result: Response | OpenStream) -> str | None:
     return request_id_from(result.response.headers) if isinstance(result, OpenStream) else result.request_id
 
@@ -112,7 +129,8 @@ class ClientStats:
     Attributes:
         in_flight: requests holding an in-flight slot right now (a stream holds one until it is closed).
         waiting: calls waiting for a slot.
-        limit: the current concurrency limit (at most ``max_concurrency``).
+        limit: the current adaptive concurrency limit (at most ``max_concurrency``; below 1 while sends are
+            paced).
         max_concurrency: the user's upper bound.
         sessions: open aiohttp sessions (one per event loop the client is used on).
         pooled_connections: idle keep-alive connections over all sessions.
@@ -121,25 +139,11 @@ class ClientStats:
 
     in_flight: int
     waiting: int
-    limit: int
+    limit: float
     max_concurrency: int
     sessions: int
     pooled_connections: int
     connections_in_use: int
-
-
-class _Slot:
-    """One held in-flight slot; :meth:`release` gives it back once, however often it is called."""
-
-    __slots__ = ("_limit",)
-
-    def __init__(self, limit: InFlightLimit) -> None:
-        self._limit: InFlightLimit | None = limit
-
-    def release(self) -> None:
-        limit, self._limit = self._limit, None
-        if limit is not None:
-            limit.release()
 
 
 class EndpointClient:
@@ -201,6 +205,9 @@ class EndpointClient:
         ssl: bool | ssl_module.SSLContext | str = True,
         on_attempt: AttemptHook | None = None,
         proxy: ProxySetting = None,
+        rate_limit: RateLimit | None = None,
+        on_throttle: OnThrottle | None = None,
+        adaptive_concurrency: bool = True,
     ) -> None:
         self._api_type = ApiType.parse(api_type if api_type is not None else _env("AZUREML_ENDPOINT_API_TYPE"))
         raw_url = endpoint_url if endpoint_url is not None else _env("AZUREML_ENDPOINT_URL")
@@ -232,7 +239,13 @@ class EndpointClient:
             raise ConfigurationError(f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}")
         self._max_connections = max_connections
         self._max_concurrency = max_concurrency if max_concurrency is not None else max_connections
-        self._limit = InFlightLimit(self._max_concurrency)
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise ConfigurationError(f"rate_limit must be an az.RateLimit, got {type(rate_limit).__name__}")
+        if on_throttle not in (None, "wait", "raise"):
+            raise ConfigurationError(f"on_throttle must be 'wait', 'raise' or None, got {on_throttle!r}")
+        self._rate_limit = rate_limit
+        self._on_throttle: OnThrottle | None = on_throttle
+        self._throttle = Throttle(self._max_concurrency, rate_limit, adaptive=bool(adaptive_concurrency))
         if isinstance(max_response_size, bool) or not isinstance(max_response_size, int) or max_response_size < 1:
             raise ConfigurationError(f"max_response_size must be an int >= 1, got {max_response_size!r}")
         self._max_response_size = max_response_size
@@ -407,13 +420,27 @@ class EndpointClient:
             except Exception:
                 logger.exception("a close callback of an EndpointClient failed")
 
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The quotas the client keeps, if any were stated."""
+        return self._rate_limit
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether a token quota is kept, so that callers should pass each request's estimated ``weight``."""
+        return self._throttle.counts_tokens
+
+    def correct_tokens(self, estimated: float, actual: float) -> None:
+        """Settle a call's token ``weight`` against the tokens its answer's usage reports (for ``RateLimit``)."""
+        self._throttle.correct_tokens(estimated, actual)
+
     def stats(self) -> ClientStats:
         """Return a snapshot: requests in flight, the concurrency limit, sessions and pooled connections."""
         sessions, pooled, in_use = self._pool.counts()
         return ClientStats(
-            in_flight=self._limit.in_flight,
-            waiting=self._limit.waiting,
-            limit=self._limit.limit,
+            in_flight=self._throttle.slots.in_flight,
+            waiting=self._throttle.slots.waiting,
+            limit=self._throttle.limit,
             max_concurrency=self._max_concurrency,
             sessions=sessions,
             pooled_connections=pooled,
@@ -430,6 +457,8 @@ class EndpointClient:
         route: Route | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: TimeoutLike | None = None,
+        weight: float = 0.0,
+        on_throttle: OnThrottle | None = None,
     ) -> Response:
         """POST ``body`` to the endpoint and return the whole answer, retrying as the policy says.
 
@@ -439,6 +468,9 @@ class EndpointClient:
             route: ``"chat"`` or ``"completions"``: which serverless route the body is for.
             headers: extra headers for this call (``Content-Type`` / ``Accept`` of a formatter, say).
             timeout: this call's timeouts instead of the client's.
+            weight: the tokens this call is estimated to use, for a ``RateLimit`` with ``tokens_per_minute``
+                (settle it with :meth:`correct_tokens` once the answer's usage is known).
+            on_throttle: what a 429 does for this call (``"wait"`` or ``"raise"``; default: the client's).
 
         Raises:
             APIStatusError: (a subclass per status) the endpoint answered with an error status.
@@ -449,7 +481,9 @@ class EndpointClient:
         url = self._target(path, route)
         data = self._encode(body)
         call_timeout = self._timeout if timeout is None else Timeout.parse(timeout)
-        result = await self._send(url, data, headers, call_timeout, stream=False)
+        result = await self._send(
+            url, data, headers, call_timeout, stream=False, weight=weight, on_throttle=on_throttle
+        )
         assert isinstance(result, Response)
         return result
 
@@ -461,6 +495,8 @@ class EndpointClient:
         route: Route | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: TimeoutLike | None = None,
+        weight: float = 0.0,
+        on_throttle: OnThrottle | None = None,
     ) -> EventStream:
         """POST ``body`` and iterate the server-sent events of the answer.
 
@@ -468,7 +504,8 @@ class EndpointClient:
         headers arrive, never after an event was delivered. Use it as ``async with client.stream(...) as
         events: async for event in events: ...`` so that stopping early releases the connection at once. An
         answer that is not ``text/event-stream`` comes as one event of type ``NON_SSE_EVENT`` holding the
-        whole body. ``Accept: text/event-stream`` is sent unless ``headers`` name another Accept.
+        whole body. ``Accept: text/event-stream`` is sent unless ``headers`` name another Accept. ``weight`` and
+        ``on_throttle`` are as for :meth:`post`.
         """
         url = self._target(path, route)
         data = self._encode(body)
@@ -478,7 +515,9 @@ class EndpointClient:
             stream_headers.update(headers)
 
         async def opener() -> OpenStream:
-            opened = await self._send(url, data, stream_headers, call_timeout, stream=True)
+            opened = await self._send(
+                url, data, stream_headers, call_timeout, stream=True, weight=weight, on_throttle=on_throttle
+            )
             assert isinstance(opened, OpenStream)
             return opened
 
@@ -525,15 +564,20 @@ class EndpointClient:
         timeout: Timeout,
         *,
         stream: bool,
+        weight: float = 0.0,
+        on_throttle: OnThrottle | None = None,
     ) -> Response | OpenStream:
         """Make the attempts of one call: a Response, or (stream=True) an open 2xx answer holding a slot."""
         session = self._pool.session()
         if session is None:
             raise ConfigurationError("this EndpointClient is closed; create a new one")
         loop = asyncio.get_running_loop()
+        mode = throttle_mode(on_throttle, self._on_throttle)
+        throttle = self._throttle
         start = loop.time()
+        # "raise": the total timeout also covers the wait in the client's line; "wait": it runs from the first send.
         deadline = None if timeout.total is None else start + timeout.total
-        attempt = retries = 0
+        attempt = retries = throttled = 0
         refreshed = False
         hooks = self._hooks
         while True:
@@ -544,7 +588,24 @@ class EndpointClient:
                 headers = _with_extra(self._base_headers, extra_headers)
             else:
                 headers = await self._headers(extra_headers)
-            if attempt == 1 and timeout is self._timeout and self._tokens is None:
+            slot = throttle.try_acquire()
+            waited = slot is None
+            if slot is None:
+                slot = await self._wait_for_slot(mode, deadline, url, attempt)
+            try:
+                gate = throttle.send_delay(weight)
+                if gate > 0:
+                    waited = True
+                    if mode == "raise" and deadline is not None and loop.time() + gate >= deadline:
+                        raise _line_timeout(timeout, url, attempt)
+                    await asyncio.sleep(gate)
+            except BaseException:
+                slot.release()
+                raise
+            if mode == "wait" and attempt == 1 and waited and timeout.total is not None:
+                start = loop.time()
+                deadline = start + timeout.total
+            if attempt == 1 and not waited and timeout is self._timeout and self._tokens is None:
                 # Nothing was awaited since ``start``: the whole total is left, so the client's prepared
                 # aiohttp timeout says the same as a fresh one would.
                 remaining = timeout.total
@@ -552,6 +613,7 @@ class EndpointClient:
             else:
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
+                    slot.release()
                     raise APITimeoutError(
                         f"the total timeout of {timeout.total:g} s ran out before attempt {attempt}",
                         url=str(url),
@@ -560,7 +622,7 @@ class EndpointClient:
                 client_timeout = _client_timeout(timeout, remaining)
             try:
                 result = await self._send_once(
-                    session, url, data, headers, client_timeout, stream, attempt, start, timeout, remaining
+                    session, slot, url, data, headers, client_timeout, stream, attempt, start, timeout, remaining
                 )
             except AzureMLError as error:
                 status = getattr(error, "status_code", None)
@@ -573,6 +635,27 @@ class EndpointClient:
                     self._tokens.invalidate()
                     continue
                 left = None if deadline is None else deadline - loop.time()
+                if isinstance(error, APIStatusError) and status == 429:
+                    too_long = error.retry_after is not None and error.retry_after > self._retry.max_retry_after
+                    if mode == "wait" and not too_long:
+                        throttled += 1
+                        _, wait = throttle.on_throttled(
+                            error.headers, error.retry_after, self._retry.backoff(throttled)
+                        )
+                        if left is not None and wait >= left:
+                            set_attempts(error, attempt)
+                            raise
+                        if hooks:
+                            self._emit("throttled", attempt, url, start, status=status, error=error, delay=wait)
+                        if logger.isEnabledFor(logging.DEBUG):
+                            logger.debug(
+                                "throttled: %s again in %.3f s (429 number %d)", _log_url(url), wait, throttled
+                            )
+                        await asyncio.sleep(wait)
+                        continue
+                    throttle.on_throttled(error.headers, error.retry_after, self._retry.backoff(retries + 1))
+                elif status in (408, 503) or isinstance(error, APITimeoutError):
+                    throttle.on_pushback()
                 delay = self._retry.next_delay(retries, error, left)
                 if delay is None:
                     set_attempts(error, attempt)
@@ -591,9 +674,20 @@ class EndpointClient:
                 self._emit("answered", attempt, url, start, status=status, request_id=_request_id(result))
             return result
 
+    async def _wait_for_slot(self, mode: OnThrottle, deadline: float | None, url: URL, attempt: int) -> Slot:
+        """Wait for an in-flight slot; with ``"raise"``, no longer than the call's total timeout allows."""
+        if mode == "wait" or deadline is None:
+            return await self._throttle.acquire()
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            return await asyncio.wait_for(self._throttle.acquire(), max(left, 0.0))
+        except TimeoutError:
+            raise _line_timeout(self._timeout, url, attempt) from None
+
     async def _send_once(
         self,
         session: aiohttp.ClientSession,
+        slot: Slot,
         url: URL,
         data: bytes,
         headers: Mapping[str, str],
@@ -604,13 +698,10 @@ class EndpointClient:
         timeout: Timeout,
         remaining: float | None,
     ) -> Response | OpenStream:
-        """One attempt, holding an in-flight slot: a 2xx Response (or open stream), or an already mapped error."""
-        limit = self._limit
-        if not limit.try_acquire():
-            await limit.acquire()
-        slot: _Slot | None = _Slot(limit)
+        """One attempt, holding ``slot`` (given back here, or by the stream): a 2xx answer or a mapped error."""
         loop = asyncio.get_running_loop()
         attempt_start = loop.time()
+        held: Slot | None = slot
         if self._hooks:
             self._emit("sent", attempt, url, start)
         try:
@@ -639,9 +730,9 @@ class EndpointClient:
                     proxy=self._proxy_label,
                 )
             elif stream:
-                assert slot is not None
+                self._throttle.on_success(loop.time() - attempt_start)
                 opened = OpenStream(response, slot.release, attempt, loop.time() - start)
-                slot = None  # the stream gives it back
+                held = None  # the stream gives it back
                 if logger.isEnabledFor(logging.DEBUG):
                     self._log_attempt(url, status, attempt_start, attempt, loop)
                 return opened
@@ -650,6 +741,7 @@ class EndpointClient:
                     payload = await read_body(response, self._max_response_size, str(url))
                 finally:
                     response.release()
+                self._throttle.on_success(loop.time() - attempt_start)
                 if logger.isEnabledFor(logging.DEBUG):
                     self._log_attempt(url, status, attempt_start, attempt, loop)
                 return Response(
@@ -675,8 +767,8 @@ class EndpointClient:
                 raise
             raise mapped from exc
         finally:
-            if slot is not None:
-                slot.release()
+            if held is not None:
+                held.release()
         if logger.isEnabledFor(logging.DEBUG):
             self._log_attempt(url, status, attempt_start, attempt, loop)
         raise error
@@ -704,8 +796,8 @@ class EndpointClient:
             delay=delay,
             request_id=request_id,
             elapsed=asyncio.get_running_loop().time() - start,
-            limit=self._limit.limit,
-            in_flight=self._limit.in_flight,
+            limit=self._throttle.limit,
+            in_flight=self._throttle.slots.in_flight,
         )
         for hook in self._hooks:
             try:

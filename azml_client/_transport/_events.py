@@ -31,7 +31,7 @@ class Attempt:
         delay: seconds until the next attempt (``retry`` / ``throttled``).
         request_id: the endpoint's request id, when the answer carried one.
         elapsed: seconds since the call's first attempt started.
-        limit: the client's concurrency limit when the event happened.
+        limit: the client's (adaptive) concurrency limit when the event happened.
         in_flight: the requests the client had in flight when the event happened.
     """
 
@@ -43,7 +43,7 @@ class Attempt:
     delay: float | None = None
     request_id: str | None = None
     elapsed: float = 0.0
-    limit: int = 0
+    limit: float = 0.0
     in_flight: int = 0
 
 

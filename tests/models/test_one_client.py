@@ -170,7 +170,7 @@ async def test_on_attempt_sees_every_attempt_of_a_retried_call() -> None:
     assert [e.delay for e in retries] == [0.01, 0.02]
     assert all(e.url == ep.score_url for e in events)
     assert events[-1].request_id
-    assert all(e.limit == 100 for e in events)
+    assert all(0 < e.limit <= 100 for e in events)  # the adaptive limit, under max_concurrency
     assert events[0].in_flight == 1
     assert events[-1].elapsed >= events[0].elapsed
 

@@ -25,8 +25,8 @@ def pooled_connections(client: EndpointClient) -> int:
     return client.stats().pooled_connections
 
 
-def free_slots(client: EndpointClient) -> int:
-    """The in-flight slots of the client that are free (equals max_concurrency when nothing holds one)."""
+def free_slots(client: EndpointClient) -> float:
+    """The in-flight slots of the client's current (adaptive) limit that are free."""
     stats = client.stats()
     return stats.limit - stats.in_flight
 
@@ -69,7 +69,7 @@ async def assert_quiet(ep: MockEndpoint, client: EndpointClient, baseline: set[a
         return (
             ep.in_flight == 0
             and acquired_connections(client) == 0
-            and free_slots(client) == client.max_concurrency
+            and client.stats().in_flight == 0  # every slot given back
             and not (other_tasks() - baseline)
             and server_connections() == pooled_connections(client)  # the server holds no connection we dropped
         )

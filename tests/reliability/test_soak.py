@@ -68,7 +68,9 @@ async def test_soak_100k_requests_with_1_percent_faults() -> None:
     )
     # Flat after warm-up: no growth with the number of requests (allocator noise only).
     assert max(rss_values) - rss_values[0] < 4 * MIB, report
-    assert max(fd_values) - min(fd_values) <= 8, report
+    # The pool follows the adaptive concurrency limit up and down; what must not happen is a climb.
+    third = max(1, len(fd_values) // 3)
+    assert sum(fd_values[-third:]) / third <= sum(fd_values[:third]) / third + 8, report
     assert max(fd_values) <= fds_before + CONCURRENCY * 2 + 8, report  # client + server ends of the pool
     # Once the client and the emulator are closed, every socket and task is gone.
     assert fds_after <= fds_before

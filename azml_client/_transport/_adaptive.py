@@ -1,0 +1,133 @@
+"""The adaptive concurrency limit: how many requests an endpoint takes at once, learned from its answers.
+
+A small object fed by each request's outcome and latency, separate from the code that enforces the limit (as
+Netflix's concurrency-limits keeps its limiters). The rule:
+
+- **slow start**: from ``initial`` (32, the default batch width: a healthy endpoint never waits for the limit to
+  grow), every healthy answer adds 1 (the limit doubles once per round trip) until the
+  first push-back or until latency shows a queue forming;
+- **congestion avoidance**: then every healthy answer adds ``1 / limit`` (one more per round trip), and at most
+  ``1 / (4 * limit)`` once the limit is above the ceiling where the endpoint last pushed back (a rare probe);
+- **push-back** (a capacity 429, a 503, a 408 or a timeout): the first in a round trip multiplies the limit by
+  ``backoff`` (0.9, so that rare transient faults cost little concurrency) and the ceiling remembers where it
+  was; each further one in the same round trip takes another 5% off, so a burst of refusals (many requests sent
+  into a narrow endpoint at once) cuts deep in one go;
+- **latency guard**: when the recent latency (a fast moving average) passes ``2 x`` the endpoint's baseline (an
+  average that follows falls quickly and rises slowly), the endpoint is queueing: the limit stops growing (a
+  queueing managed endpoint slows down before it refuses);
+- **below one**: a push-back at a limit of 1 keeps one request in flight and paces the sends, each
+  ``latency / limit`` apart; healthy answers bring the limit back above 1.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+__all__ = ["AdaptiveLimit"]
+
+_MIN_LIMIT = 1.0 / 64  # one request per 64 latencies: the slowest pace
+
+
+class AdaptiveLimit:
+    """An AIMD concurrency limit with slow start, a remembered ceiling, a latency guard, and pacing below one.
+
+    Thread-safe: every loop and thread using one client feeds the same limit.
+
+    Args:
+        maximum: the user's upper bound (``max_concurrency``).
+        initial: where the limit starts.
+        backoff: the factor applied on push-back.
+    """
+
+    __slots__ = (
+        "_backoff",
+        "_baseline",
+        "_ceiling",
+        "_last_cut",
+        "_latency",
+        "_limit",
+        "_lock",
+        "_maximum",
+        "_slow_start",
+    )
+
+    def __init__(self, maximum: int, initial: float = 32.0, backoff: float = 0.9) -> None:
+        self._lock = threading.Lock()
+        self._maximum = float(maximum)
+        self._limit = min(float(initial), self._maximum)
+        self._backoff = backoff
+        self._ceiling = math.inf
+        self._slow_start = True
+        self._latency: float | None = None  # recent latency of healthy answers (fast moving average)
+        self._baseline: float | None = None  # the endpoint's unloaded latency: falls fast, rises slowly
+        self._last_cut = -math.inf
+
+    @property
+    def limit(self) -> float:
+        """The current limit; below 1 it is a pace (one request in flight, sends spaced out)."""
+        return self._limit
+
+    @property
+    def in_flight_cap(self) -> int:
+        """The most requests in flight the limit allows right now (at least 1)."""
+        return max(1, int(self._limit))
+
+    @property
+    def ceiling(self) -> float:
+        """Where the endpoint last pushed back (infinite before it ever did)."""
+        return self._ceiling
+
+    @property
+    def latency(self) -> float | None:
+        """The smoothed latency of healthy answers, in seconds, once one arrived."""
+        return self._latency
+
+    def pace(self) -> float:
+        """Seconds between two sends while the limit is below 1 (0 otherwise)."""
+        if self._limit >= 1.0 or self._latency is None:
+            return 0.0 if self._limit >= 1.0 else 0.05 / self._limit
+        return self._latency / self._limit
+
+    def on_success(self, latency: float) -> bool:
+        """Feed one healthy answer and its latency (seconds); return whether the in-flight cap changed."""
+        with self._lock:
+            before = self.in_flight_cap
+            if latency > 0:
+                if self._latency is None or self._baseline is None:
+                    self._latency = self._baseline = latency
+                else:
+                    self._latency += 0.2 * (latency - self._latency)
+                    weight = 0.2 if latency < self._baseline else 0.002
+                    self._baseline += weight * (latency - self._baseline)
+            queueing = self._latency is not None and self._baseline is not None and self._latency > 2.0 * self._baseline
+            if self._limit < 1.0:
+                self._limit = min(1.0, self._limit * 1.25)
+            elif queueing:
+                self._slow_start = False
+            elif self._slow_start:
+                self._limit = min(self._maximum, self._limit + 1.0)
+            else:
+                step = 1.0 / self._limit
+                if self._limit >= self._ceiling:
+                    step /= 4.0
+                self._limit = min(self._maximum, self._limit + step)
+            return self.in_flight_cap != before
+
+    def on_pushback(self, now: float) -> bool:
+        """Feed one push-back at time ``now`` (monotonic seconds); return whether the in-flight cap changed."""
+        with self._lock:
+            before = self.in_flight_cap
+            round_trip = self._latency if self._latency is not None else 0.05
+            self._slow_start = False
+            if now - self._last_cut < round_trip:
+                if self._limit > 1.0:
+                    self._limit = max(1.0, self._limit * 0.95)
+                return self.in_flight_cap != before
+            self._last_cut = now
+            self._ceiling = self._limit
+            if self._limit > 1.0:
+                self._limit = max(1.0, self._limit * self._backoff)
+            else:
+                self._limit = max(_MIN_LIMIT, self._limit * 0.5)
+            return True

@@ -1,0 +1,226 @@
+"""Push-back: what stands between "this request wants to go" and its send, and how answers move it.
+
+One :class:`Throttle` per client, shared by every loop and thread. Before each attempt a request takes an
+in-flight slot (:class:`InFlightLimit`, sized by the :class:`AdaptiveLimit`), then waits out, still holding it:
+
+- a client-wide **hold** after a quota 429 (``x-ratelimit-remaining-*`` at 0, or every request in flight
+  refused): no request is sent until the window reopens;
+- the **pace** when the adaptive limit is below one request in flight;
+- the **token buckets** of a stated :class:`RateLimit` (requests and tokens per minute).
+
+A capacity 429 (others still succeed) only shrinks the limit; that one request waits its own Retry-After.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Literal
+
+from azml_client._config import OnThrottle, RateLimit
+from azml_client._transport._adaptive import AdaptiveLimit
+from azml_client._transport._limiter import InFlightLimit
+
+__all__ = ["Slot", "Throttle", "ThrottleKind", "batch_calls", "throttle_mode"]
+
+#: A quota 429 holds every send of the client; a capacity 429 shrinks the limit.
+ThrottleKind = Literal["quota", "capacity"]
+
+_IN_BATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("azml_client_in_batch", default=False)
+
+_REMAINING_HEADERS = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens")
+
+
+@contextlib.contextmanager
+def batch_calls() -> Iterator[None]:
+    """Mark the calls made inside (and in tasks started inside) as part of a batch: a 429 waits its turn.
+
+    The batch machinery of the model layer (``abatch``, ``abatch_as_completed``) runs its workers inside this.
+    """
+    token = _IN_BATCH.set(True)
+    try:
+        yield
+    finally:
+        _IN_BATCH.reset(token)
+
+
+def throttle_mode(call: OnThrottle | None, client: OnThrottle | None) -> OnThrottle:
+    """The mode of one call: the call's, else the client's, else ``"wait"`` in a batch and ``"raise"`` outside."""
+    if call is not None:
+        return call
+    if client is not None:
+        return client
+    return "wait" if _IN_BATCH.get() else "raise"
+
+
+class Slot:
+    """One held in-flight slot; :meth:`release` gives it back once, however often it is called."""
+
+    __slots__ = ("_limit",)
+
+    def __init__(self, limit: InFlightLimit) -> None:
+        self._limit: InFlightLimit | None = limit
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        limit, self._limit = self._limit, None
+        if limit is not None:
+            limit.release()
+
+
+class _Bucket:
+    """A token bucket kept as a reservation clock: taking more than it holds books the time it will have it."""
+
+    __slots__ = ("_capacity", "_level", "_rate", "_stamp")
+
+    def __init__(self, per_minute: float, burst_seconds: float) -> None:
+        self._rate = per_minute / 60.0
+        self._capacity = max(1.0, self._rate * burst_seconds)
+        self._level = self._capacity
+        self._stamp = time.monotonic()
+
+    def reserve(self, amount: float, now: float) -> float:
+        """Take ``amount``; return how many seconds from ``now`` until the bucket had it."""
+        self._level = min(self._capacity, self._level + (now - self._stamp) * self._rate)
+        self._stamp = now
+        self._level -= amount
+        return 0.0 if self._level >= 0 else -self._level / self._rate
+
+    def refund(self, amount: float) -> None:
+        """Give back (or, negative, take more of) what a request's estimate got wrong."""
+        self._level = min(self._capacity, self._level + amount)
+
+
+class Throttle:
+    """The client's in-flight cap, adaptive limit, quota hold, pace and rate buckets, fed by every answer.
+
+    Args:
+        max_concurrency: the user's upper bound on requests in flight.
+        rate_limit: quotas the user states, or None.
+        adaptive: whether the limit adapts below ``max_concurrency`` (else it stays there).
+    """
+
+    __slots__ = (
+        "_gated",
+        "_hold_until",
+        "_last_send",
+        "_lock",
+        "_refused_streak",
+        "_requests",
+        "_tokens",
+        "adaptive",
+        "slots",
+    )
+
+    def __init__(self, max_concurrency: int, rate_limit: RateLimit | None = None, *, adaptive: bool = True) -> None:
+        self.adaptive: AdaptiveLimit | None = AdaptiveLimit(max_concurrency) if adaptive else None
+        self.slots = InFlightLimit(max_concurrency if self.adaptive is None else self.adaptive.in_flight_cap)
+        self._lock = threading.Lock()
+        self._hold_until = 0.0
+        self._last_send = -math.inf
+        self._refused_streak = 0
+        burst = rate_limit.burst_seconds if rate_limit is not None else 1.0
+        rpm = rate_limit.requests_per_minute if rate_limit is not None else None
+        tpm = rate_limit.tokens_per_minute if rate_limit is not None else None
+        self._requests = _Bucket(rpm, burst) if rpm else None
+        self._tokens = _Bucket(tpm, burst) if tpm else None
+        self._gated = self._requests is not None or self._tokens is not None
+
+    @property
+    def limit(self) -> float:
+        """The current concurrency limit (a fraction below one while sends are paced)."""
+        return float(self.slots.limit) if self.adaptive is None else self.adaptive.limit
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether a token quota is kept, so that the model layer should weigh its requests."""
+        return self._tokens is not None
+
+    def try_acquire(self) -> Slot | None:
+        """A slot when one is free now, else None (never blocks)."""
+        return Slot(self.slots) if self.slots.try_acquire() else None
+
+    async def acquire(self) -> Slot:
+        """Wait for a slot."""
+        await self.slots.acquire()
+        return Slot(self.slots)
+
+    def send_delay(self, weight: float) -> float:
+        """Seconds the holder of a slot must wait before sending: the hold, the pace and the buckets.
+
+        The delay is booked at once (the next caller queues behind it), so concurrent senders spread out.
+        """
+        if not self._gated and self._hold_until == 0.0 and (self.adaptive is None or self.adaptive.limit >= 1.0):
+            return 0.0
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._hold_until)
+            if self._hold_until and self._hold_until <= now:
+                self._hold_until = 0.0
+            pace = 0.0 if self.adaptive is None else self.adaptive.pace()
+            if pace:
+                at = max(at, self._last_send + pace)
+                self._last_send = at
+            if self._requests is not None:
+                at = max(at, now + self._requests.reserve(1.0, now))
+            if self._tokens is not None and weight > 0:
+                at = max(at, now + self._tokens.reserve(weight, now))
+            return at - now
+
+    def correct_tokens(self, estimated: float, actual: float) -> None:
+        """Settle a request's token estimate against what the answer's usage says it used."""
+        if self._tokens is not None and actual >= 0:
+            with self._lock:
+                self._tokens.refund(estimated - actual)
+
+    def on_success(self, latency: float) -> None:
+        """A healthy answer after ``latency`` seconds: the limit may grow."""
+        self._refused_streak = 0
+        if self.adaptive is not None and self.adaptive.on_success(latency):
+            self.slots.set_limit(self.adaptive.in_flight_cap)
+
+    def on_pushback(self) -> None:
+        """A 503, a 408 or a timeout: the endpoint is overloaded, so the limit shrinks."""
+        if self.adaptive is not None and self.adaptive.on_pushback(time.monotonic()):
+            self.slots.set_limit(self.adaptive.in_flight_cap)
+
+    def on_throttled(
+        self, headers: Mapping[str, str], retry_after: float | None, backoff: float
+    ) -> tuple[ThrottleKind, float]:
+        """A 429: say whether it is a quota or a capacity refusal, act on it, and return how long this request waits.
+
+        A quota 429 holds every send of the client until the window reopens (the server's Retry-After, else
+        ``backoff``); a capacity 429 shrinks the limit, and this request alone waits its Retry-After (else
+        ``backoff``, jittered).
+        """
+        now = time.monotonic()
+        with self._lock:
+            self._refused_streak += 1
+            streak = self._refused_streak
+        quota = _remaining_says_empty(headers) or streak >= max(2, self.slots.in_flight + 1)
+        if quota:
+            wait = retry_after if retry_after is not None else backoff
+            with self._lock:
+                self._hold_until = max(self._hold_until, now + wait)
+            return "quota", wait
+        self.on_pushback()
+        wait = retry_after if retry_after is not None else backoff * (0.5 + random.random())
+        return "capacity", wait
+
+
+def _remaining_says_empty(headers: Mapping[str, str]) -> bool:
+    for name in _REMAINING_HEADERS:
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            if float(raw) <= 0:
+                return True
+        except ValueError:
+            continue
+    return False
