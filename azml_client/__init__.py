@@ -7,7 +7,7 @@ name), and the model surface (:class:`LLM`, :class:`ChatModel`) that composes th
 (:mod:`azml_client.langchain`) sit on top; ``import azml_client`` never imports LangChain.
 """
 
-from azml_client._config import ApiType, RetryPolicy, Timeout
+from azml_client._config import ApiType, RateLimit, RetryPolicy, Timeout
 from azml_client._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -99,6 +99,7 @@ __all__ = [
     "NotFoundError",
     "OSSContentFormatter",
     "PermissionDeniedError",
+    "RateLimit",
     "RateLimitError",
     "RequestTooLargeError",
     "Response",

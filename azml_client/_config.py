@@ -281,16 +281,16 @@ class RateLimit:
     """Quotas you know an endpoint has, kept by the client with token buckets (one per quota).
 
     Azure enforces a per-minute quota over short windows (600 requests per minute means more than 10 in one
-    second are refused), so each bucket holds at most ``burst_seconds`` worth of its rate and refills
-    continuously. A request's token weight is estimated by the model layer from characters (prompt characters
+    second are refused), so by default sends are spaced evenly at the stated rate, with no burst; a bucket may
+    save up ``burst_seconds`` worth of its rate where the endpoint allows bursts. A request's token weight is estimated by the model layer from characters (prompt characters
     / 4, plus ``max_tokens`` or ``max_new_tokens``) and corrected by the answer's usage.
 
     Args:
         requests_per_minute: the request quota (RPM), or None.
         tokens_per_minute: the token quota (TPM), or None.
-        burst_seconds: how many seconds of quota a bucket may save up (default 1).
+        burst_seconds: how many seconds of quota a bucket may save up (default 0: none, one request at a time).
     """
 
     requests_per_minute: float | None = attrs.field(default=None, validator=_positive_rate)
     tokens_per_minute: float | None = attrs.field(default=None, validator=_positive_rate)
-    burst_seconds: float = attrs.field(default=1.0, validator=_positive_rate)
+    burst_seconds: float = attrs.field(default=0.0, validator=_non_negative)

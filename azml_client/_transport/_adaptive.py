@@ -7,11 +7,13 @@ Netflix's concurrency-limits keeps its limiters). The rule:
   grow), every healthy answer adds 1 (the limit doubles once per round trip) until the
   first push-back or until latency shows a queue forming;
 - **congestion avoidance**: then every healthy answer adds ``1 / limit`` (one more per round trip), and at most
-  ``1 / (4 * limit)`` once the limit is above the ceiling where the endpoint last pushed back (a rare probe);
+  ``1 / (16 * limit)`` once the limit is above the ceiling where the endpoint last pushed back (a rare probe);
 - **push-back** (a capacity 429, a 503, a 408 or a timeout): the first in a round trip multiplies the limit by
   ``backoff`` (0.9, so that rare transient faults cost little concurrency) and the ceiling remembers where it
   was; each further one in the same round trip takes another 5% off, so a burst of refusals (many requests sent
-  into a narrow endpoint at once) cuts deep in one go;
+  into a narrow endpoint at once) cuts deep in one go; a capacity 429 also brings the limit down to the requests
+  the endpoint holds at that moment (a refusal comes back at once, so those still in flight were taken), which
+  becomes the ceiling;
 - **latency guard**: when the recent latency (a fast moving average) passes ``2 x`` the endpoint's baseline (an
   average that follows falls quickly and rises slowly), the endpoint is queueing: the limit stops growing (a
   queueing managed endpoint slows down before it refuses);
@@ -110,24 +112,34 @@ class AdaptiveLimit:
             else:
                 step = 1.0 / self._limit
                 if self._limit >= self._ceiling:
-                    step /= 4.0
+                    step /= 16.0
                 self._limit = min(self._maximum, self._limit + step)
             return self.in_flight_cap != before
 
-    def on_pushback(self, now: float) -> bool:
-        """Feed one push-back at time ``now`` (monotonic seconds); return whether the in-flight cap changed."""
+    def on_pushback(self, now: float, accepted: int | None = None) -> bool:
+        """Feed one push-back at time ``now`` (monotonic seconds); return whether the in-flight cap changed.
+
+        ``accepted``, when known, is how many other requests the endpoint holds right now (a refusal comes back
+        at once, so those still in flight were taken): the limit falls to it at least, and the ceiling is set
+        there, above which the limit only probes.
+        """
         with self._lock:
             before = self.in_flight_cap
             round_trip = self._latency if self._latency is not None else 0.05
             self._slow_start = False
-            if now - self._last_cut < round_trip:
-                if self._limit > 1.0:
-                    self._limit = max(1.0, self._limit * 0.95)
+            repeat = now - self._last_cut < round_trip
+            if self._limit <= 1.0 and (accepted is None or accepted == 0):
+                if not repeat:
+                    self._last_cut = now
+                    self._limit = max(_MIN_LIMIT, self._limit * 0.5)
                 return self.in_flight_cap != before
-            self._last_cut = now
-            self._ceiling = self._limit
-            if self._limit > 1.0:
-                self._limit = max(1.0, self._limit * self._backoff)
-            else:
-                self._limit = max(_MIN_LIMIT, self._limit * 0.5)
-            return True
+            cut = self._limit * (0.95 if repeat else self._backoff)
+            if accepted is not None:
+                cut = min(cut, float(accepted))
+                self._ceiling = max(1.0, float(accepted))
+            elif not repeat:
+                self._ceiling = self._limit
+            self._limit = max(1.0, cut)
+            if not repeat:
+                self._last_cut = now
+            return self.in_flight_cap != before

@@ -124,7 +124,7 @@ class Throttle:
         self._hold_until = 0.0
         self._last_send = -math.inf
         self._refused_streak = 0
-        burst = rate_limit.burst_seconds if rate_limit is not None else 1.0
+        burst = rate_limit.burst_seconds if rate_limit is not None else 0.0
         rpm = rate_limit.requests_per_minute if rate_limit is not None else None
         tpm = rate_limit.tokens_per_minute if rate_limit is not None else None
         self._requests = _Bucket(rpm, burst) if rpm else None
@@ -184,9 +184,12 @@ class Throttle:
         if self.adaptive is not None and self.adaptive.on_success(latency):
             self.slots.set_limit(self.adaptive.in_flight_cap)
 
-    def on_pushback(self) -> None:
-        """A 503, a 408 or a timeout: the endpoint is overloaded, so the limit shrinks."""
-        if self.adaptive is not None and self.adaptive.on_pushback(time.monotonic()):
+    def on_pushback(self, accepted: int | None = None) -> None:
+        """A 503, a 408, a timeout or a capacity 429: the endpoint is overloaded, so the limit shrinks.
+
+        ``accepted``: for a capacity 429, the requests still in flight (the ones the endpoint took).
+        """
+        if self.adaptive is not None and self.adaptive.on_pushback(time.monotonic(), accepted):
             self.slots.set_limit(self.adaptive.in_flight_cap)
 
     def on_throttled(
@@ -208,7 +211,7 @@ class Throttle:
             with self._lock:
                 self._hold_until = max(self._hold_until, now + wait)
             return "quota", wait
-        self.on_pushback()
+        self.on_pushback(accepted=self.slots.in_flight)
         wait = retry_after if retry_after is not None else backoff * (0.5 + random.random())
         return "capacity", wait
 

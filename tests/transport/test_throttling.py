@@ -1,0 +1,238 @@
+"""Push-back semantics against small hostile servers: capacity 429s, quota windows, 503 storms, pacing, RateLimit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+import azml_client as az
+
+ANSWER = orjson.dumps([{"0": "ok"}])
+
+
+class Endpoint:
+    """A dedicated-style endpoint with a fixed capacity (429 beyond it) or a quota window, counting what it saw."""
+
+    def __init__(
+        self,
+        *,
+        capacity: int | None = None,
+        latency: float = 0.02,
+        window: float | None = None,
+        per_window: int = 0,
+        status_when_full: int = 429,
+        retry_after_ms: float | None = None,
+    ) -> None:
+        self.capacity = capacity
+        self.latency = latency
+        self.window = window
+        self.per_window = per_window
+        self.status_when_full = status_when_full
+        self.retry_after_ms = retry_after_ms
+        self.in_flight = self.max_in_flight = 0
+        self.answered = self.refused = 0
+        self.sends: list[float] = []
+        self._window_start = 0.0
+        self._window_count = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        now = time.monotonic()
+        self.sends.append(now)
+        headers: dict[str, str] = {}
+        if self.window is not None:
+            if now - self._window_start >= self.window:
+                self._window_start, self._window_count = now, 0
+            self._window_count += 1
+            remaining = self.per_window - self._window_count
+            headers["x-ratelimit-remaining-requests"] = str(max(remaining, 0))
+            if remaining < 0:
+                self.refused += 1
+                wait_ms = (self._window_start + self.window - now) * 1000
+                headers["retry-after-ms"] = f"{wait_ms:.0f}"
+                return web.json_response({"error": {"code": "429", "message": "quota"}}, status=429, headers=headers)
+        if self.capacity is not None and self.in_flight >= self.capacity:
+            self.refused += 1
+            if self.retry_after_ms is not None:
+                headers["retry-after-ms"] = str(self.retry_after_ms)
+            body = {"error": {"message": "Too many pending requests"}}
+            return web.json_response(body, status=self.status_when_full, headers=headers)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.latency)
+        finally:
+            self.in_flight -= 1
+        self.answered += 1
+        return web.Response(body=ANSWER, content_type="application/json", headers=headers)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Endpoint], Any]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(endpoint: Endpoint) -> str:
+        app = web.Application()
+        app.router.add_post("/score", endpoint.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{runner.addresses[0][1]}/score"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def _events() -> tuple[list[az.Attempt], Callable[[az.Attempt], None]]:
+    events: list[az.Attempt] = []
+    return events, events.append
+
+
+async def test_a_batch_against_a_narrow_endpoint_loses_nothing_and_uses_no_retries(serve: Any) -> None:
+    endpoint = Endpoint(capacity=4, latency=0.02)
+    url = await serve(endpoint)
+    events, hook = _events()
+    # No retries at all: inside a batch a 429 waits its turn, it never uses one up.
+    async with az.LLM(url, retry=az.RetryPolicy.none(), on_attempt=hook) as llm:
+        texts = await llm.abatch([f"p{i}" for i in range(200)], max_concurrency=32)
+        limit = llm.client.stats().limit
+    assert texts == ["ok"] * 200
+    assert endpoint.answered == 200
+    throttled = [event for event in events if event.kind == "throttled"]
+    assert len(throttled) == endpoint.refused
+    assert endpoint.refused < 200 * 0.25  # the limit came down fast: refusals are a fraction of the sends
+    assert limit < 32  # it learned the endpoint is narrower than the batch
+    assert all(event.delay is not None and event.delay > 0 for event in throttled)
+
+
+async def test_a_single_call_raises_on_429_by_default_counting_it_as_a_retry(serve: Any) -> None:
+    endpoint = Endpoint(capacity=0, retry_after_ms=10)
+    url = await serve(endpoint)
+    async with az.LLM(url, retry=az.RetryPolicy(max_retries=2)) as llm:
+        with pytest.raises(az.RateLimitError) as caught:
+            await llm.ainvoke("x")
+    assert caught.value.attempts == 3
+    assert endpoint.refused == 3
+
+
+async def test_on_throttle_wait_on_the_client_makes_single_calls_wait(serve: Any) -> None:
+    endpoint = Endpoint(capacity=1, latency=0.05, retry_after_ms=20)
+    url = await serve(endpoint)
+    async with az.LLM(url, retry=az.RetryPolicy.none(), on_throttle="wait", adaptive_concurrency=False) as llm:
+        texts = await asyncio.gather(*(llm.ainvoke(f"p{i}") for i in range(6)))
+    assert texts == ["ok"] * 6
+    assert endpoint.refused > 0  # they were refused, and waited instead of failing
+
+
+async def test_a_retry_after_beyond_max_retry_after_fails_at_once_even_when_waiting(serve: Any) -> None:
+    endpoint = Endpoint(capacity=0, retry_after_ms=500_000)
+    url = await serve(endpoint)
+    async with az.LLM(url, retry=az.RetryPolicy(max_retry_after=60)) as llm:
+        results = await llm.abatch(["a"], return_exceptions=True)
+    assert isinstance(results[0], az.RateLimitError)
+    assert results[0].retry_after == 500
+    assert endpoint.refused == 1
+
+
+async def test_a_503_storm_ends_as_server_error_after_the_retries_even_in_a_batch(serve: Any) -> None:
+    endpoint = Endpoint(capacity=0, status_when_full=503)
+    url = await serve(endpoint)
+    retry = az.RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.002)
+    async with az.LLM(url, retry=retry) as llm:
+        results = await llm.abatch([f"p{i}" for i in range(10)], return_exceptions=True)
+        limit = llm.client.stats().limit
+    assert all(isinstance(result, az.ServerError) for result in results)
+    assert all(result.attempts == 3 for result in results if isinstance(result, az.ServerError))
+    assert endpoint.refused == 30
+    assert limit < 32  # 503s shrink the limit too
+
+
+async def test_a_quota_429_holds_every_send_until_the_window_reopens(serve: Any) -> None:
+    endpoint = Endpoint(window=0.3, per_window=5, latency=0.001)
+    url = await serve(endpoint)
+    events, hook = _events()
+    async with az.LLM(url, on_attempt=hook) as llm:
+        started = time.monotonic()
+        texts = await llm.abatch([f"p{i}" for i in range(20)], max_concurrency=8)
+        elapsed = time.monotonic() - started
+    assert texts == ["ok"] * 20
+    assert endpoint.answered == 20
+    assert elapsed >= 0.3 * 3 * 0.9  # 20 prompts at 5 per 0.3 s window take at least three more windows
+    # The remaining-requests header at 0 says "quota": the client stops sending until the window reopens, so
+    # each window sees at most its quota plus the requests that were already on their way.
+    assert endpoint.refused <= 8 * 4
+
+
+async def test_stated_rate_limit_paces_sends_without_a_single_429(serve: Any) -> None:
+    endpoint = Endpoint(window=0.5, per_window=5, latency=0.001)  # 600 per minute, enforced per 0.5 s
+    url = await serve(endpoint)
+    async with az.LLM(url, rate_limit=az.RateLimit(requests_per_minute=480)) as llm:  # evenly spaced, 8 per second
+        started = time.monotonic()
+        texts = await llm.abatch([f"p{i}" for i in range(20)])
+        elapsed = time.monotonic() - started
+    assert texts == ["ok"] * 20
+    assert endpoint.refused == 0
+    assert elapsed >= 19 / 8 * 0.9
+
+
+async def test_token_quota_weighs_requests_by_their_estimate(serve: Any) -> None:
+    endpoint = Endpoint(latency=0.001)
+    url = await serve(endpoint)
+    # 6,000 tokens per minute = 100 per second; each request is estimated at 1 (4 characters) + 49 max tokens.
+    rate = az.RateLimit(tokens_per_minute=6000)
+    async with az.LLM(url, rate_limit=rate, model_kwargs={"max_new_tokens": 49}) as llm:
+        assert llm.client.counts_tokens
+        started = time.monotonic()
+        await llm.abatch(["abcd"] * 6)
+        elapsed = time.monotonic() - started
+    # 300 tokens at 100 per second, the first request free: at least 2.5 s.
+    assert elapsed >= 2.5 * 0.9
+
+
+async def test_the_timeout_of_a_batched_prompt_runs_from_its_first_send(serve: Any) -> None:
+    endpoint = Endpoint(capacity=2, latency=0.1)
+    url = await serve(endpoint)
+    # 12 prompts through 2 slots take 0.6 s; each prompt's own total timeout is 0.35 s. In a batch, the wait for a
+    # slot is not part of it.
+    async with az.LLM(url, timeout=0.35, max_concurrency=2, adaptive_concurrency=False) as llm:
+        texts = await llm.abatch([f"p{i}" for i in range(12)])
+        assert texts == ["ok"] * 12
+        # Single calls ("raise") count the wait in the client's line: some end as APITimeoutError.
+        results = await asyncio.gather(*(llm.ainvoke(f"s{i}") for i in range(12)), return_exceptions=True)
+    timeouts = [result for result in results if isinstance(result, az.APITimeoutError)]
+    assert any("concurrency limit" in str(error) for error in timeouts)
+    assert all(result == "ok" or isinstance(result, az.APITimeoutError) for result in results)
+
+
+async def test_the_limit_falls_below_one_and_paces_when_one_at_a_time_is_too_many(serve: Any) -> None:
+    endpoint = Endpoint(capacity=1, latency=0.03)
+    url = await serve(endpoint)
+    # Two clients (two "workers") share a 1-wide endpoint: each learns to send less than one at a time.
+    async with az.LLM(url) as first, az.LLM(url) as second:
+        results = await asyncio.gather(
+            first.abatch([f"a{i}" for i in range(30)]), second.abatch([f"b{i}" for i in range(30)])
+        )
+        limits = (first.client.stats().limit, second.client.stats().limit)
+    assert results == [["ok"] * 30, ["ok"] * 30]
+    assert endpoint.answered == 60
+    assert endpoint.max_in_flight == 1
+    assert min(limits) < 2
+    assert endpoint.refused < 60  # pacing kept the refusals below one per answer
+
+
+def test_rate_limit_and_on_throttle_are_checked() -> None:
+    with pytest.raises(az.ConfigurationError, match="requests_per_minute"):
+        az.RateLimit(requests_per_minute=0)
+    with pytest.raises(az.ConfigurationError, match="on_throttle"):
+        az.EndpointClient("https://x.example/score", on_throttle="later")  # type: ignore[arg-type]
+    with pytest.raises(az.ConfigurationError, match="rate_limit"):
+        az.EndpointClient("https://x.example/score", rate_limit={"requests_per_minute": 5})  # type: ignore[arg-type]
