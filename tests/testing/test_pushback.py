@@ -346,6 +346,34 @@ async def test_remaining_headers_may_be_noisy_only_when_asked(session: aiohttp.C
     assert all(value in ("-1", real) for value, real in zip(noisy, quiet, strict=True))
 
 
+async def test_remaining_headers_come_on_streams_and_dedicated_answers(session: aiohttp.ClientSession) -> None:
+    async with MockEndpoint(requests_per_minute=600, tokens_per_minute=60_000) as ep:
+        async with session.post(ep.url + CHAT, json=chat("stream me", stream=True)) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            assert resp.headers[REMAINING_REQUESTS] == "9"
+            assert resp.headers[REMAINING_TOKENS] == str(1000 - 3 - 16)  # "stream me": 9 characters
+            assert b"data: [DONE]" in await resp.read()
+        scored = await send(session, ep.score_url, SCORE_BODY)
+        assert (scored.status, scored.body) == (200, [{"0": echo_text("hi")}])
+        assert scored.headers[REMAINING_REQUESTS] == "8"
+
+
+async def test_closing_ends_queued_requests_cleanly(session: aiohttp.ClientSession) -> None:
+    ep = MockEndpoint(capacity=1, queue=2, latency=30)
+    await ep.start()
+    pending = [asyncio.create_task(send(session, ep.url + CHAT, chat())) for _ in range(3)]
+    for _ in range(500):
+        if ep.queued == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert (ep.processing, ep.queued) == (1, 2)
+    await ep.aclose()
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    assert all(isinstance(result, aiohttp.ClientError) for result in results)
+    assert (ep.processing, ep.queued, ep.in_flight) == (0, 0, 0)
+
+
 async def test_quota_and_capacity_together() -> None:
     async with MockEndpoint(requests_per_minute=120, quota_window=1.0, capacity=1, queue=0, latency=0.3) as ep:
         async with az.EndpointClient(ep.url, api_type="serverless", retry=az.RetryPolicy.none()) as client:
