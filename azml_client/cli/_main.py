@@ -18,7 +18,7 @@ import orjson
 
 from azml_client._exceptions import AzureMLError, ConfigurationError
 from azml_client._version import __version__
-from azml_client.cli._argtypes import positive_int, probability, seconds
+from azml_client.cli._argtypes import non_negative_int, positive_int, positive_seconds, probability, seconds
 from azml_client.cli._batch import (
     DEFAULT_CONCURRENCY,
     DEFAULT_GRACE,
@@ -144,6 +144,30 @@ def build_parser() -> argparse.ArgumentParser:
         default="gpt2",
         help="deployment of /score requests without a deployment header: gpt2 (default), hf, bart, dolly, openai, "
         "openai-chat, mistral-chat, or auto (picked from each body's shape)",
+    )
+    pushback = mock.add_argument_group("push-back (see MockEndpoint's docstring)")
+    pushback.add_argument(
+        "--latency-distribution",
+        choices=("fixed", "lognormal"),
+        default="fixed",
+        help="fixed (default), or lognormal with --latency as the median",
+    )
+    pushback.add_argument("--latency-sigma", type=seconds, default=0.5, metavar="SIGMA", help="lognormal sigma (0.5)")
+    pushback.add_argument("--capacity", type=positive_int, metavar="N", help="requests processed at once (no limit)")
+    pushback.add_argument("--queue", type=non_negative_int, metavar="M", help="requests waiting beyond N (default N)")
+    pushback.add_argument(
+        "--request-timeout", type=positive_seconds, default=5.0, metavar="S", help="seconds queued before a 408 (5)"
+    )
+    pushback.add_argument(
+        "--capacity-retry-after", type=seconds, metavar="S", help="Retry-After of the capacity 429 (none, as Azure)"
+    )
+    pushback.add_argument("--rpm", type=positive_int, metavar="N", help="serverless requests per minute")
+    pushback.add_argument("--tpm", type=positive_int, metavar="N", help="serverless tokens per minute")
+    pushback.add_argument(
+        "--quota-window", type=positive_seconds, default=1.0, metavar="S", help="sliding quota window, seconds (1)"
+    )
+    pushback.add_argument(
+        "--remaining-header-noise", action="store_true", help="report -1 in some x-ratelimit-remaining-* headers"
     )
     keys = mock.add_mutually_exclusive_group()
     keys.add_argument("--api-key-env", metavar="VAR", help="require the key held by this environment variable")
@@ -344,6 +368,16 @@ def _mock_server(args: argparse.Namespace, _argv: list[str]) -> int:
             fault_kinds=kinds,
             seed=args.seed,
             default_deployment=args.deployment,
+            latency_distribution=args.latency_distribution,
+            latency_sigma=args.latency_sigma,
+            capacity=args.capacity,
+            queue=args.queue,
+            request_timeout=args.request_timeout,
+            capacity_retry_after=args.capacity_retry_after,
+            requests_per_minute=args.rpm,
+            tokens_per_minute=args.tpm,
+            quota_window=args.quota_window,
+            remaining_header_noise=args.remaining_header_noise,
         )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None

@@ -2,7 +2,9 @@
 
 ``MockEndpoint`` is a real aiohttp server on 127.0.0.1 that speaks the dedicated ``/score`` schemas of
 every built-in formatter and the serverless OpenAI-compatible completions and chat routes (with SSE
-streaming and tool calls), checks keys, records requests and injects faults::
+streaming and tool calls), checks keys, records requests, injects faults and pushes back as Azure does
+(``capacity=`` / ``queue=``: a managed deployment's slots, queue, 429 and 408; ``requests_per_minute=`` /
+``tokens_per_minute=``: a serverless quota over short windows)::
 
     from azml_client.testing import Fault, MockEndpoint, echo_text
 

@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from azml_client.testing._payloads import AUTO, DEPLOYMENTS
+from azml_client.testing._pushback import LATENCY_DISTRIBUTIONS
 from azml_client.testing._server import run_mock_server
+
+
+def _number(convert: Callable[[str], float], expected: str, accept: Callable[[float], bool]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, "an integer >= 1", lambda value: value >= 1)
+_count = _number(int, "an integer >= 0", lambda value: value >= 0)
+_seconds = _number(float, "a number of seconds >= 0", lambda value: value >= 0)
+_positive_seconds = _number(float, "a positive number of seconds", lambda value: value > 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +56,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"deployment of /score requests without an azureml-model-deployment header: {', '.join(DEPLOYMENTS)} "
         f"(or one of them with a -suffix), or {AUTO} (picked from each body's shape); default gpt2",
     )
+    pushback = parser.add_argument_group("push-back (see MockEndpoint's docstring)")
+    pushback.add_argument(
+        "--latency-distribution",
+        choices=LATENCY_DISTRIBUTIONS,
+        default="fixed",
+        help="fixed (default), or lognormal with --latency as the median",
+    )
+    pushback.add_argument(
+        "--latency-sigma", type=_seconds, default=0.5, metavar="SIGMA", help="lognormal sigma (default 0.5)"
+    )
+    pushback.add_argument(
+        "--capacity", type=_positive_int, metavar="N", help="requests processed at once (default: no limit)"
+    )
+    pushback.add_argument(
+        "--queue", type=_count, metavar="M", help="requests waiting beyond --capacity before a 429 (default N)"
+    )
+    pushback.add_argument(
+        "--request-timeout",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="S",
+        help="seconds in the queue before a 408 (default 5)",
+    )
+    pushback.add_argument(
+        "--capacity-retry-after",
+        type=_seconds,
+        metavar="S",
+        help="Retry-After of the capacity 429 (default: none, as Azure)",
+    )
+    pushback.add_argument("--rpm", type=_positive_int, metavar="N", help="serverless requests per minute")
+    pushback.add_argument("--tpm", type=_positive_int, metavar="N", help="serverless tokens per minute")
+    pushback.add_argument(
+        "--quota-window",
+        type=_positive_seconds,
+        default=1.0,
+        metavar="S",
+        help="seconds of the sliding quota window (default 1)",
+    )
+    pushback.add_argument(
+        "--remaining-header-noise",
+        action="store_true",
+        help="report -1 in about one x-ratelimit-remaining-* header in ten",
+    )
     args = parser.parse_args(argv)
     api_key = None
     if args.api_key_env:
@@ -49,6 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             fault_rate=args.fault_rate,
             seed=args.seed,
             default_deployment=args.deployment,
+            latency_distribution=args.latency_distribution,
+            latency_sigma=args.latency_sigma,
+            capacity=args.capacity,
+            queue=args.queue,
+            request_timeout=args.request_timeout,
+            capacity_retry_after=args.capacity_retry_after,
+            requests_per_minute=args.rpm,
+            tokens_per_minute=args.tpm,
+            quota_window=args.quota_window,
+            remaining_header_noise=args.remaining_header_noise,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import random
 import ssl
 import time
@@ -46,10 +47,24 @@ from azml_client.testing._payloads import (
     render_chunks,
     resolve_deployment,
 )
+from azml_client.testing._pushback import (
+    ADMITTED,
+    FULL,
+    LATENCY_DISTRIBUTIONS,
+    Capacity,
+    Quota,
+    QuotaDecision,
+    estimate_tokens,
+    per_window,
+)
 
 DEFAULT_RECORD_LIMIT: Final = 10_000
 DEPLOYMENT_HEADER: Final = "azureml-model-deployment"
 REQUEST_ID_HEADER: Final = "x-request-id"
+REMAINING_REQUESTS_HEADER: Final = "x-ratelimit-remaining-requests"
+REMAINING_TOKENS_HEADER: Final = "x-ratelimit-remaining-tokens"
+#: The body of a managed endpoint's 429 when its processing slots and queue are full.
+TOO_MANY_PENDING_BODY: Final = b'{"error":{"code":"TooManyRequests","message":"Too many pending requests"}}'
 SSE_LINE_ENDINGS: Final = ("\n", "\r\n", "\r")
 SCORE_PATH: Final = "/score"
 COMPLETION_PATHS: Final = frozenset({"/v1/completions", "/completions"})
@@ -64,6 +79,8 @@ _ENDLESS_PAUSE: Final = 0.005
 _TRUNCATED_BODY: Final = b'[{"0": "echo: this body was cut sho'
 _JSON: Final = "application/json"
 _ROUTES: Final = ", ".join(["POST /score", *sorted(COMPLETION_PATHS), *sorted(CHAT_PATHS)])
+# With remaining_header_noise, each x-ratelimit-remaining-* header reads -1 with this probability.
+_NOISE_RATE: Final = 0.1
 
 
 class _NotJson:
@@ -87,6 +104,8 @@ class RecordedRequest:
         deployment: the ``azureml-model-deployment`` header, or None.
         started: when the request arrived, in :func:`time.monotonic` seconds.
         fault: the fault injected into this request's answer, or None.
+        latency: the seconds this request is processed for (``latency``, or its draw from
+            ``latency_distribution``), not counting a wait in the queue or a delay fault.
     """
 
     method: str
@@ -98,6 +117,7 @@ class RecordedRequest:
     deployment: str | None
     started: float
     fault: Fault | None = None
+    latency: float = 0.0
 
 
 @attrs.frozen
@@ -138,6 +158,78 @@ def _close(request: web.BaseRequest) -> None:
         transport.close()
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_seconds(value: object, *, zero: bool) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if zero else value > 0)
+    )
+
+
+def _pushback_models(
+    *,
+    capacity: int | None,
+    queue: int | None,
+    request_timeout: float,
+    capacity_retry_after: float | None,
+    requests_per_minute: int | None,
+    tokens_per_minute: int | None,
+    quota_window: float,
+    remaining_header_noise: bool,
+) -> tuple[Capacity | None, Quota | None]:
+    """Check the push-back arguments of :class:`MockEndpoint` and build its capacity and quota models."""
+    if capacity is not None and not (_is_int(capacity) and capacity >= 1):
+        raise ValueError(f"capacity must be an integer >= 1 or None, got {capacity!r}")
+    if queue is not None and not (_is_int(queue) and queue >= 0):
+        raise ValueError(f"queue must be an integer >= 0 or None, got {queue!r}")
+    if not _is_seconds(request_timeout, zero=False):
+        raise ValueError(f"request_timeout must be a positive number of seconds, got {request_timeout!r}")
+    if capacity_retry_after is not None and not _is_seconds(capacity_retry_after, zero=True):
+        raise ValueError(f"capacity_retry_after must be a number of seconds >= 0 or None, got {capacity_retry_after!r}")
+    if capacity is None and (queue is not None or capacity_retry_after is not None):
+        given = "queue" if queue is not None else "capacity_retry_after"
+        raise ValueError(f"{given} needs capacity (the requests processed at once, --capacity)")
+    for name, value in (("requests_per_minute", requests_per_minute), ("tokens_per_minute", tokens_per_minute)):
+        if value is not None and not (_is_int(value) and value >= 1):
+            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+    if not _is_seconds(quota_window, zero=False):
+        raise ValueError(f"quota_window must be a positive number of seconds, got {quota_window!r}")
+    if not isinstance(remaining_header_noise, bool):
+        raise ValueError(f"remaining_header_noise must be True or False, got {remaining_header_noise!r}")
+    quota = None
+    if requests_per_minute is not None or tokens_per_minute is not None:
+        limits: list[int | None] = []
+        for name, flag, unit, value in (
+            ("requests_per_minute", "--rpm", "request", requests_per_minute),
+            ("tokens_per_minute", "--tpm", "token", tokens_per_minute),
+        ):
+            if value is None:
+                limits.append(None)
+                continue
+            limit = per_window(value, quota_window)
+            if limit < 1:
+                raise ValueError(
+                    f"{name}={value} ({flag}) over a quota_window of {quota_window:g} s (--quota-window) allows less "
+                    f"than one {unit} per window: raise {name} or quota_window"
+                )
+            limits.append(limit)
+        quota = Quota(limits[0], limits[1], float(quota_window))
+    elif remaining_header_noise:
+        raise ValueError(
+            "remaining_header_noise (--remaining-header-noise) needs a quota: requests_per_minute (--rpm) or "
+            "tokens_per_minute (--tpm)"
+        )
+    slots = None
+    if capacity is not None:
+        slots = Capacity(capacity, capacity if queue is None else queue, float(request_timeout))
+    return slots, quota
+
+
 class MockEndpoint:
     """A local emulator of Azure ML online endpoints: a real aiohttp server on 127.0.0.1.
 
@@ -176,13 +268,42 @@ class MockEndpoint:
     Proxies: clients honour ``HTTP_PROXY`` for loopback hosts too, so where the environment sets a proxy,
     keep the emulator's traffic direct with ``NO_PROXY=127.0.0.1,localhost`` or ``proxy=False`` on the client.
 
+    Push-back (off unless asked for; on every route, for requests that pass the key check; faults are served
+    inside it, a hung one holding its slot):
+
+    - ``capacity``: a managed online deployment. At most ``capacity`` requests are processed at once (each
+      for its latency); up to ``queue`` more wait in arrival order, their answer later by the wait; a request
+      arriving when ``capacity + queue`` are inside is answered ``429`` ``{"error": {"code":
+      "TooManyRequests", "message": "Too many pending requests"}}`` at once (no ``Retry-After``, as Azure,
+      unless ``capacity_retry_after`` is set), and one still queued ``request_timeout`` seconds after it
+      arrived is answered ``408``. See :attr:`throttled_count`, :attr:`timeout_count`,
+      :attr:`max_processing`, :attr:`max_queued`.
+    - ``requests_per_minute`` / ``tokens_per_minute``: a serverless quota, enforced as Azure OpenAI does over
+      short windows: the per-minute numbers are scaled to ``quota_window`` seconds (rounded down: 600 a
+      minute over 1 s is 10 per window), and each admitted request counts for ``quota_window`` seconds from
+      its arrival (a sliding window). A request is charged its estimate at arrival: its prompt's characters
+      / 4, rounded up, plus ``max_tokens`` (or ``max_new_tokens``; 16 when absent) per answer asked for;
+      the answer's ``usage`` still reports the echo answer's own counts. Over quota: ``429`` with
+      ``retry-after-ms`` (until the window has room), ``Retry-After`` (those seconds rounded up) and
+      ``{"error": {"code": "429", "message": "Requests to the ... Please retry after N seconds."}}``;
+      refused requests are not counted. A request estimated above a whole window's tokens answers 400.
+      Every answer carries ``x-ratelimit-remaining-requests`` / ``x-ratelimit-remaining-tokens`` (for the
+      limits set) for the current window: what is left after this request, or, on a 429, now. The quota is
+      checked first, so a request it admits is counted even when the capacity then refuses it.
+
     Args:
         api_key: when set, every request needs ``Authorization: Bearer <key>`` with a key in
             :attr:`accepted_keys`, else 401 JSON. Without ``api_key``, keys are checked only once
             :attr:`accepted_keys` holds some.
         host: the interface to listen on.
         port: the port; 0 picks a free one (see :attr:`url`).
-        latency: seconds slept before each answer.
+        latency: seconds slept before each answer (the median when ``latency_distribution`` is lognormal).
+        latency_distribution: ``"fixed"`` (every request takes ``latency``) or ``"lognormal"`` (each takes a
+            draw with median ``latency`` and shape ``latency_sigma``, from a random generator seeded by
+            ``seed``: the same seed and request order give the same latencies; see
+            :attr:`RecordedRequest.latency`). Lognormal needs ``latency`` > 0.
+        latency_sigma: the sigma of the lognormal latency (>= 0; default 0.5: the slowest 1% take about 3.2x
+            the median).
         default_deployment: the deployment of ``/score`` requests without the deployment header, or
             ``"auto"``: the first schema that reads the body, in the order gpt2, hf, bart, openai, dolly,
             openai-chat (so ``{"inputs": [...]}`` is hf, and bart only with ``options``).
@@ -190,13 +311,28 @@ class MockEndpoint:
         fault_rate: probability of a random fault per request, 0 to 1.
         fault_kinds: the random faults to pick from: ``"429"`` (with ``retry-after-ms`` 1..20), ``"503"``,
             ``"500"`` (or any other 4xx/5xx status as a string), ``"drop"``, ``"truncate"``, ``"malformed"``.
-        seed: the seed of the random faults.
+        seed: the seed of the random faults, of the lognormal latencies and of the header noise (each has a
+            generator of its own, so turning one on never changes the others' draws).
         sse_line_ending: ``"\\n"``, ``"\\r\\n"`` or ``"\\r"``, used for every line end of a stream.
         record_limit: how many :class:`RecordedRequest` to keep (the newest); None keeps all.
         schema_error_status: the status of a dedicated request whose body does not fit the schema
             (e.g. 424, as when a real model container fails on it).
         ssl_context: serve HTTPS with this server-side context (its certificate chain loaded); :attr:`url` is
             then ``https://...``. None (the default) serves plain HTTP.
+        capacity: the requests processed at once (>= 1), or None (default): no limit, no queue.
+        queue: how many more wait for a slot (>= 0; default ``capacity``, as Azure queues as many requests as
+            it processes; 0: refuse at once when every slot is busy). Needs ``capacity``.
+        request_timeout: seconds a request may wait in the queue before it is answered 408 (> 0, default 5.0,
+            Azure's ``request_timeout_ms`` default); processing itself is never cut.
+        capacity_retry_after: seconds sent in the capacity 429's ``Retry-After`` (rounded up) and
+            ``retry-after-ms``; None (default) sends neither, as real managed endpoints. Needs ``capacity``.
+        requests_per_minute: the serverless request quota (>= 1), or None: no request limit.
+        tokens_per_minute: the serverless token quota (>= 1), or None: no token limit.
+        quota_window: the window's length in seconds (> 0, default 1.0); each quota scaled to it must allow
+            at least one request / token.
+        remaining_header_noise: report ``-1`` in about one ``x-ratelimit-remaining-*`` header in ten (drawn
+            from the seeded generator), as real endpoints have been seen to: they are hints, never a promise.
+            Needs a quota. Off by default.
 
     Raises:
         ValueError: an argument is out of range or unknown.
@@ -218,11 +354,39 @@ class MockEndpoint:
         record_limit: int | None = DEFAULT_RECORD_LIMIT,
         schema_error_status: int = 400,
         ssl_context: ssl.SSLContext | None = None,
+        latency_distribution: str = "fixed",
+        latency_sigma: float = 0.5,
+        capacity: int | None = None,
+        queue: int | None = None,
+        request_timeout: float = 5.0,
+        capacity_retry_after: float | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        quota_window: float = 1.0,
+        remaining_header_noise: bool = False,
     ) -> None:
         if api_key is not None and not api_key.strip():
             raise ValueError("api_key must not be empty (use None to turn the key check off)")
-        if latency < 0:
+        if not latency >= 0:
             raise ValueError(f"latency must be >= 0, got {latency}")
+        self._capacity, self._quota = _pushback_models(
+            capacity=capacity,
+            queue=queue,
+            request_timeout=request_timeout,
+            capacity_retry_after=capacity_retry_after,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            quota_window=quota_window,
+            remaining_header_noise=remaining_header_noise,
+        )
+        if latency_distribution not in LATENCY_DISTRIBUTIONS:
+            raise ValueError(
+                f"latency_distribution must be one of {', '.join(LATENCY_DISTRIBUTIONS)}, got {latency_distribution!r}"
+            )
+        if not (math.isfinite(latency_sigma) and latency_sigma >= 0):
+            raise ValueError(f"latency_sigma must be a finite number >= 0, got {latency_sigma}")
+        if latency_distribution == "lognormal" and not (math.isfinite(latency) and latency > 0):
+            raise ValueError(f"a lognormal latency needs latency (its median, --latency) > 0, got {latency}")
         extra: dict[str, str] = {}
         for name, plays in (deployments or {}).items():
             if not isinstance(name, str) or not name.strip() or name == AUTO:
@@ -266,6 +430,13 @@ class MockEndpoint:
         self._fault_kinds = tuple(fault_kinds)
         self._seed = seed
         self._rng = random.Random(seed)
+        self._lognormal = latency_distribution == "lognormal"
+        self._latency_mu = math.log(latency) if self._lognormal else 0.0
+        self._latency_sigma = latency_sigma
+        self._latency_rng = random.Random(f"{seed}/latency")
+        self._capacity_retry_after = capacity_retry_after
+        self._header_noise = remaining_header_noise
+        self._noise_rng = random.Random(f"{seed}/noise")
         self._line_end = sse_line_ending.encode()
         self._schema_error_status = schema_error_status
         self._ssl_context = ssl_context
@@ -278,6 +449,11 @@ class MockEndpoint:
         self._request_count = 0
         self._in_flight = 0
         self._max_in_flight = 0
+        self._processing = 0
+        self._max_processing = 0
+        self._throttled_count = 0
+        self._quota_throttled_count = 0
+        self._timeout_count = 0
         self._fault_count = 0
         self._call_ids: Iterator[int] = itertools.count(1)
 
@@ -380,6 +556,67 @@ class MockEndpoint:
         """How many faults were served (queued and random)."""
         return self._fault_count
 
+    @property
+    def processing(self) -> int:
+        """How many requests are being processed now: past the key check, the quota and the capacity."""
+        return self._processing
+
+    @property
+    def max_processing(self) -> int:
+        """The highest number of requests processed at once (at most ``capacity``).
+
+        :attr:`max_in_flight` also counts the requests waiting in the queue and those being refused.
+        """
+        return self._max_processing
+
+    @property
+    def queued(self) -> int:
+        """How many requests wait in the capacity's queue now (0 without ``capacity``)."""
+        return 0 if self._capacity is None else self._capacity.waiting
+
+    @property
+    def max_queued(self) -> int:
+        """The highest number of requests that waited in the capacity's queue at once."""
+        return 0 if self._capacity is None else self._capacity.max_waiting
+
+    @property
+    def throttled_count(self) -> int:
+        """How many 429s the push-back models answered: capacity full and quota used up (never faults)."""
+        return self._throttled_count
+
+    @property
+    def quota_throttled_count(self) -> int:
+        """How many of :attr:`throttled_count` the quota answered (the rest: ``Too many pending requests``)."""
+        return self._quota_throttled_count
+
+    @property
+    def timeout_count(self) -> int:
+        """How many requests were answered 408 after ``request_timeout`` seconds in the queue."""
+        return self._timeout_count
+
+    @property
+    def pushback_summary(self) -> str | None:
+        """One line saying which push-back models are on (capacity, quota, lognormal latency), or None."""
+        parts = []
+        capacity = self._capacity
+        if capacity is not None:
+            after = "" if self._capacity_retry_after is None else f" with Retry-After {self._capacity_retry_after:g} s"
+            parts.append(
+                f"{capacity.slots} processed at once + {capacity.queue} queued (429{after} beyond, 408 after "
+                f"{capacity.timeout:g} s in the queue)"
+            )
+        quota = self._quota
+        if quota is not None:
+            limits = [
+                f"{limit} {unit}"
+                for limit, unit in ((quota.requests, "requests"), (quota.tokens, "tokens"))
+                if limit is not None
+            ]
+            parts.append(f"quota {' and '.join(limits)} per {quota.window:g} s sliding window")
+        if self._lognormal:
+            parts.append(f"lognormal latency, median {self._latency:g} s, sigma {self._latency_sigma:g}")
+        return "; ".join(parts) or None
+
     def enqueue(self, *faults: Fault) -> None:
         """Queue faults: each next request, on any path, takes the oldest one (before any random fault).
 
@@ -392,16 +629,29 @@ class MockEndpoint:
         self._queue.extend(faults)
 
     def reset(self) -> None:
-        """Clear the counters, the records and the fault queue, and restart the random faults from the seed.
+        """Clear the counters, records, fault queue and quota window; restart the random draws from the seed.
 
-        Requests in progress still count in :attr:`in_flight`, which :attr:`max_in_flight` restarts from.
+        The random draws are the faults, the lognormal latencies and the header noise.
+
+        Requests in progress still count in :attr:`in_flight`, :attr:`processing` and :attr:`queued`, which
+        :attr:`max_in_flight`, :attr:`max_processing` and :attr:`max_queued` restart from.
         """
         self._records.clear()
         self._queue.clear()
         self._request_count = 0
         self._fault_count = 0
+        self._throttled_count = 0
+        self._quota_throttled_count = 0
+        self._timeout_count = 0
         self._max_in_flight = self._in_flight
+        self._max_processing = self._processing
+        if self._capacity is not None:
+            self._capacity.max_waiting = self._capacity.waiting
         self._rng.seed(self._seed)
+        self._latency_rng.seed(f"{self._seed}/latency")
+        self._noise_rng.seed(f"{self._seed}/noise")
+        if self._quota is not None:
+            self._quota.clear()
         self._call_ids = itertools.count(1)
 
     # --- serving --------------------------------------------------------------------------------------------
@@ -445,6 +695,7 @@ class MockEndpoint:
     async def _serve(self, request: web.BaseRequest, seq: int) -> web.StreamResponse:
         started = time.monotonic()
         fault = self._take_fault()  # in arrival order, before the body is read
+        latency = self._draw_latency()  # in arrival order too
         body = await request.read()
         headers = request.headers
         request_id = headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
@@ -464,18 +715,66 @@ class MockEndpoint:
                     deployment=headers.get(DEPLOYMENT_HEADER),
                     started=started,
                     fault=fault,
+                    latency=latency,
                 )
             )
         if self._closing:
             return _drop(request)
-        if self._latency:
-            await asyncio.sleep(self._latency)
+        extra: dict[str, str] = {}
+        if not self._authorized(headers):
+            # Refused at the door (401, after the latency as ever): never counted by the capacity or the quota.
+            return await self._answer_after(request, parsed, request_id, seq, fault, latency, extra)
+        if self._quota is not None:
+            refusal = self._check_quota(request, parsed, request_id, extra)
+            if refusal is not None:
+                return refusal
+        capacity = self._capacity
+        if capacity is None:
+            return await self._process(request, parsed, request_id, seq, fault, latency, extra)
+        outcome = await capacity.enter()
+        if outcome != ADMITTED:
+            return self._capacity_refusal(outcome == FULL, request_id, extra)
+        try:
+            return await self._process(request, parsed, request_id, seq, fault, latency, extra)
+        finally:
+            capacity.leave()
+
+    async def _process(
+        self,
+        request: web.BaseRequest,
+        parsed: Any,
+        request_id: str,
+        seq: int,
+        fault: Fault | None,
+        latency: float,
+        extra: dict[str, str],
+    ) -> web.StreamResponse:
+        self._processing += 1
+        self._max_processing = max(self._max_processing, self._processing)
+        try:
+            return await self._answer_after(request, parsed, request_id, seq, fault, latency, extra)
+        finally:
+            self._processing -= 1
+
+    async def _answer_after(
+        self,
+        request: web.BaseRequest,
+        parsed: Any,
+        request_id: str,
+        seq: int,
+        fault: Fault | None,
+        latency: float,
+        extra: dict[str, str],
+    ) -> web.StreamResponse:
+        if latency:
+            await asyncio.sleep(latency)
         if fault is not None:
             if fault.kind == DELAY:
                 await asyncio.sleep(fault.seconds)
             elif fault.kind not in (SLOW, CUT_STREAM):
-                return await self._serve_fault(request, fault, request_id)
+                return await self._serve_fault(request, fault, request_id, extra)
         answer = self._answer(request, parsed, request_id, seq)
+        answer.headers.update(extra)
         if fault is not None and fault.kind == SLOW:
             return await self._write_slowly(request, answer, fault.bytes_per_second)
         if fault is not None and fault.kind == CUT_STREAM:
@@ -485,6 +784,77 @@ class MockEndpoint:
         if isinstance(answer, _Stream):
             return await self._write_stream(request, answer)
         return answer
+
+    # --- push-back ------------------------------------------------------------------------------------------
+
+    def _draw_latency(self) -> float:
+        if self._lognormal:
+            return self._latency_rng.lognormvariate(self._latency_mu, self._latency_sigma)
+        return self._latency
+
+    def _remaining_headers(self, decision: QuotaDecision) -> dict[str, str]:
+        headers = {}
+        for name, value in (
+            (REMAINING_REQUESTS_HEADER, decision.remaining_requests),
+            (REMAINING_TOKENS_HEADER, decision.remaining_tokens),
+        ):
+            if value is not None:
+                noisy = self._header_noise and self._noise_rng.random() < _NOISE_RATE
+                headers[name] = "-1" if noisy else str(value)
+        return headers
+
+    def _check_quota(
+        self, request: web.BaseRequest, parsed: Any, request_id: str, extra: dict[str, str]
+    ) -> web.Response | None:
+        """Count the request in the quota's window; fill ``extra`` with its headers; the 429 when it is over."""
+        quota = self._quota
+        assert quota is not None
+        tokens = estimate_tokens(None if parsed is _NOT_JSON else parsed)
+        decision = quota.admit(time.monotonic(), tokens)
+        extra.update(self._remaining_headers(decision))
+        headers = {REQUEST_ID_HEADER: request_id, **extra}
+        if decision.admitted:
+            return None
+        if math.isinf(decision.wait):
+            message = (
+                f"This request is estimated at {tokens} tokens (its prompt's characters / 4 plus max_tokens), more "
+                f"than the {quota.tokens} tokens a {quota.window:g} s window allows: lower max_tokens or raise the "
+                "emulator's tokens_per_minute (--tpm) or quota_window (--quota-window)"
+            )
+            return _bad_request(message, headers)
+        self._throttled_count += 1
+        self._quota_throttled_count += 1
+        wait_ms = max(1, math.ceil(decision.wait * 1000))
+        seconds = math.ceil(wait_ms / 1000)
+        headers["retry-after-ms"] = str(wait_ms)
+        headers["Retry-After"] = str(seconds)
+        kind = "call" if decision.over == "requests" else "token"
+        limit = quota.requests if decision.over == "requests" else quota.tokens
+        unit = "requests" if decision.over == "requests" else "tokens"
+        message = (
+            f"Requests to the {_operation(request.path)} Operation under the azml emulator have exceeded {kind} rate "
+            f"limit of {limit} {unit} per {quota.window:g} s window. Please retry after {seconds} "
+            f"second{'' if seconds == 1 else 's'}."
+        )
+        return _json_response(429, orjson.dumps({"error": {"code": "429", "message": message}}), headers)
+
+    def _capacity_refusal(self, full: bool, request_id: str, extra: dict[str, str]) -> web.Response:
+        headers = {REQUEST_ID_HEADER: request_id, **extra}
+        if not full:
+            self._timeout_count += 1
+            capacity = self._capacity
+            assert capacity is not None
+            message = (
+                f"The request waited {capacity.timeout:g} s in the queue (request_timeout) without being processed: "
+                f"all {capacity.slots} of the deployment's slots stayed busy"
+            )
+            return _error(408, message, headers)
+        self._throttled_count += 1
+        retry_after = self._capacity_retry_after
+        if retry_after is not None:
+            headers["retry-after-ms"] = str(math.ceil(retry_after * 1000))
+            headers["Retry-After"] = str(math.ceil(retry_after))
+        return _json_response(429, TOO_MANY_PENDING_BODY, headers)
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:
         if not self._check_keys and not self.accepted_keys:
@@ -618,11 +988,13 @@ class MockEndpoint:
         await response.write_eof()
         return response
 
-    async def _serve_fault(self, request: web.BaseRequest, fault: Fault, request_id: str) -> web.StreamResponse:
+    async def _serve_fault(
+        self, request: web.BaseRequest, fault: Fault, request_id: str, extra: Mapping[str, str]
+    ) -> web.StreamResponse:
         kind = fault.kind
         if kind == DROP:
             return _drop(request)
-        headers = {REQUEST_ID_HEADER: request_id}
+        headers = {REQUEST_ID_HEADER: request_id, **extra}
         if kind == STATUS:
             headers.update(fault.headers)
             if not any(name.lower() == "content-type" for name in headers):
@@ -674,6 +1046,15 @@ def _schema_error(name: str, schema: str, by_default: bool, error: PayloadError,
     return message + "."
 
 
+def _operation(path: str) -> str:
+    """The operation Azure names in a quota 429 for a route."""
+    if path in CHAT_PATHS:
+        return "ChatCompletions_Create"
+    if path in COMPLETION_PATHS:
+        return "Completions_Create"
+    return "Score"
+
+
 def _bad_request(message: str, headers: dict[str, str]) -> web.Response:
     return _json_response(400, orjson.dumps({"error": {"code": "BadRequest", "message": message}}), headers)
 
@@ -699,6 +1080,9 @@ def run_mock_server(host: str = "127.0.0.1", port: int = 8000, **options: Any) -
             print(f"  dedicated:  POST {url}/score (azureml-model-deployment: {', '.join(DEPLOYMENTS)};", flush=True)
             print(f"              or NAME-suffix, e.g. llama-blue; without the header: {default})", flush=True)
             print(f"  serverless: POST {url}/v1/completions, POST {url}/v1/chat/completions", flush=True)
+            pushback = endpoint.pushback_summary
+            if pushback is not None:
+                print(f"  push-back: {pushback}", flush=True)
             print(f"  key check: {keys}. Press Ctrl-C to stop.", flush=True)
             await asyncio.Event().wait()
 
