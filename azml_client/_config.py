@@ -282,8 +282,9 @@ class RateLimit:
 
     Azure enforces a per-minute quota over short windows (600 requests per minute means more than 10 in one
     second are refused), so by default sends are spaced evenly at the stated rate, with no burst; a bucket may
-    save up ``burst_seconds`` worth of its rate where the endpoint allows bursts. A request's token weight is estimated by the model layer from characters (prompt characters
-    / 4, plus ``max_tokens`` or ``max_new_tokens``) and corrected by the answer's usage.
+    save up ``burst_seconds`` worth of its rate where the endpoint allows bursts. A request's token weight is
+    estimated by the model layer from characters (prompt characters / 4, plus ``max_tokens`` or
+    ``max_new_tokens``) and corrected by the answer's usage.
 
     Args:
         requests_per_minute: the request quota (RPM), or None.

@@ -3,17 +3,18 @@
 A small object fed by each request's outcome and latency, separate from the code that enforces the limit (as
 Netflix's concurrency-limits keeps its limiters). The rule:
 
-- **slow start**: from ``initial`` (32, the default batch width: a healthy endpoint never waits for the limit to
-  grow), every healthy answer adds 1 (the limit doubles once per round trip) until the
+- **slow start**: from ``initial`` (8: a default-sized managed deployment takes 2 at once, so a first burst of
+  more mostly comes back refused), every healthy answer adds 1 (the limit doubles once per round trip) until the
   first push-back or until latency shows a queue forming;
 - **congestion avoidance**: then every healthy answer adds ``1 / limit`` (one more per round trip), and at most
-  ``1 / (16 * limit)`` once the limit is above the ceiling where the endpoint last pushed back (a rare probe);
+  ``1 / (16 * limit)`` once the limit is above the ceiling where the endpoint last pushed back (a rare probe),
+  rarer still in proportion when that refusal asked for a Retry-After much longer than an answer takes;
 - **push-back** (a capacity 429, a 503, a 408 or a timeout): the first in a round trip multiplies the limit by
   ``backoff`` (0.9, so that rare transient faults cost little concurrency) and the ceiling remembers where it
-  was; each further one in the same round trip takes another 5% off, so a burst of refusals (many requests sent
-  into a narrow endpoint at once) cuts deep in one go; a capacity 429 also brings the limit down to the requests
-  the endpoint holds at that moment (a refusal comes back at once, so those still in flight were taken), which
-  becomes the ceiling;
+  was; a capacity 429 also brings the limit down to the requests the endpoint holds at that moment (a refusal
+  comes back at once, so those still in flight were taken), which becomes the ceiling, so a burst of refusals
+  (many requests sent into a narrow endpoint at once) cuts to the endpoint's width in one round trip; other
+  push-backs in the same round trip take 5% off each;
 - **latency guard**: when the recent latency (a fast moving average) passes ``2 x`` the endpoint's baseline (an
   average that follows falls quickly and rises slowly), the endpoint is queueing: the limit stops growing (a
   queueing managed endpoint slows down before it refuses);
@@ -51,10 +52,11 @@ class AdaptiveLimit:
         "_limit",
         "_lock",
         "_maximum",
+        "_probe_cost",
         "_slow_start",
     )
 
-    def __init__(self, maximum: int, initial: float = 32.0, backoff: float = 0.9) -> None:
+    def __init__(self, maximum: int, initial: float = 8.0, backoff: float = 0.9) -> None:
         self._lock = threading.Lock()
         self._maximum = float(maximum)
         self._limit = min(float(initial), self._maximum)
@@ -64,6 +66,7 @@ class AdaptiveLimit:
         self._latency: float | None = None  # recent latency of healthy answers (fast moving average)
         self._baseline: float | None = None  # the endpoint's unloaded latency: falls fast, rises slowly
         self._last_cut = -math.inf
+        self._probe_cost = 0.0  # the Retry-After of the last refusal: what a failed probe costs its request
 
     @property
     def limit(self) -> float:
@@ -72,8 +75,15 @@ class AdaptiveLimit:
 
     @property
     def in_flight_cap(self) -> int:
-        """The most requests in flight the limit allows right now (at least 1)."""
-        return max(1, int(self._limit))
+        """The most requests in flight the limit allows right now (at least 1).
+
+        The limit rounded, but never rounded up past the ceiling: a probe above where the endpoint refused needs
+        the whole next request's worth of growth.
+        """
+        rounded = int(self._limit + 0.5)
+        if rounded > self._ceiling:
+            rounded = int(self._limit)
+        return max(1, rounded)
 
     @property
     def ceiling(self) -> float:
@@ -113,10 +123,12 @@ class AdaptiveLimit:
                 step = 1.0 / self._limit
                 if self._limit >= self._ceiling:
                     step /= 16.0
+                    if self._latency is not None and self._probe_cost > self._latency:
+                        step *= self._latency / self._probe_cost  # a costly refusal: probe more rarely still
                 self._limit = min(self._maximum, self._limit + step)
             return self.in_flight_cap != before
 
-    def on_pushback(self, now: float, accepted: int | None = None) -> bool:
+    def on_pushback(self, now: float, accepted: int | None = None, retry_after: float | None = None) -> bool:
         """Feed one push-back at time ``now`` (monotonic seconds); return whether the in-flight cap changed.
 
         ``accepted``, when known, is how many other requests the endpoint holds right now (a refusal comes back
@@ -127,13 +139,14 @@ class AdaptiveLimit:
             before = self.in_flight_cap
             round_trip = self._latency if self._latency is not None else 0.05
             self._slow_start = False
+            self._probe_cost = retry_after or 0.0
             repeat = now - self._last_cut < round_trip
             if self._limit <= 1.0 and (accepted is None or accepted == 0):
                 if not repeat:
                     self._last_cut = now
                     self._limit = max(_MIN_LIMIT, self._limit * 0.5)
                 return self.in_flight_cap != before
-            cut = self._limit * (0.95 if repeat else self._backoff)
+            cut = self._limit * (1.0 if repeat and accepted is not None else 0.95 if repeat else self._backoff)
             if accepted is not None:
                 cut = min(cut, float(accepted))
                 self._ceiling = max(1.0, float(accepted))

@@ -620,6 +620,8 @@ class EndpointClient:
                         attempts=attempt - 1,
                     )
                 client_timeout = _client_timeout(timeout, remaining)
+            throttle.mark_sent(slot)
+            seq = slot.seq
             try:
                 result = await self._send_once(
                     session, slot, url, data, headers, client_timeout, stream, attempt, start, timeout, remaining
@@ -639,9 +641,8 @@ class EndpointClient:
                     too_long = error.retry_after is not None and error.retry_after > self._retry.max_retry_after
                     if mode == "wait" and not too_long:
                         throttled += 1
-                        _, wait = throttle.on_throttled(
-                            error.headers, error.retry_after, self._retry.backoff(throttled)
-                        )
+                        backoff = self._retry.backoff(throttled)
+                        _, wait = throttle.on_throttled(error.headers, error.retry_after, backoff, seq)
                         if left is not None and wait >= left:
                             set_attempts(error, attempt)
                             raise
@@ -653,7 +654,7 @@ class EndpointClient:
                             )
                         await asyncio.sleep(wait)
                         continue
-                    throttle.on_throttled(error.headers, error.retry_after, self._retry.backoff(retries + 1))
+                    throttle.on_throttled(error.headers, error.retry_after, self._retry.backoff(retries + 1), seq)
                 elif status in (408, 503) or isinstance(error, APITimeoutError):
                     throttle.on_pushback()
                 delay = self._retry.next_delay(retries, error, left)

@@ -4,7 +4,9 @@ One :class:`Throttle` per client, shared by every loop and thread. Before each a
 in-flight slot (:class:`InFlightLimit`, sized by the :class:`AdaptiveLimit`), then waits out, still holding it:
 
 - a client-wide **hold** after a quota 429 (``x-ratelimit-remaining-*`` at 0, or every request in flight
-  refused): no request is sent until the window reopens;
+  refused): no request is sent until the window reopens, and from then on sends are spaced at 90% of the rate
+  the endpoint was answering at (a rate that creeps up 0.1% with each answer and loses 10% at a further quota
+  429, at most once a second), so the reopened window is not flooded;
 - the **pace** when the adaptive limit is below one request in flight;
 - the **token buckets** of a stated :class:`RateLimit` (requests and tokens per minute).
 
@@ -13,8 +15,10 @@ A capacity 429 (others still succeed) only shrinks the limit; that one request w
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
+import itertools
 import math
 import random
 import threading
@@ -59,18 +63,23 @@ def throttle_mode(call: OnThrottle | None, client: OnThrottle | None) -> OnThrot
 
 
 class Slot:
-    """One held in-flight slot; :meth:`release` gives it back once, however often it is called."""
+    """One held in-flight slot; :meth:`release` gives it back once, however often it is called.
 
-    __slots__ = ("_limit",)
+    ``seq`` numbers the send made with it (0 before it is sent), so that a refusal can tell which of the other
+    requests in flight reached the endpoint before it did.
+    """
 
-    def __init__(self, limit: InFlightLimit) -> None:
-        self._limit: InFlightLimit | None = limit
+    __slots__ = ("_throttle", "seq")
+
+    def __init__(self, throttle: Throttle) -> None:
+        self._throttle: Throttle | None = throttle
+        self.seq = 0
 
     def release(self) -> None:
         """Give the slot back (idempotent)."""
-        limit, self._limit = self._limit, None
-        if limit is not None:
-            limit.release()
+        throttle, self._throttle = self._throttle, None
+        if throttle is not None:
+            throttle.forget(self.seq)
 
 
 class _Bucket:
@@ -106,12 +115,18 @@ class Throttle:
     """
 
     __slots__ = (
+        "_answers",
         "_gated",
         "_hold_until",
+        "_last_paced",
         "_last_send",
         "_lock",
+        "_rate",
+        "_rate_cut",
         "_refused_streak",
         "_requests",
+        "_sent",
+        "_sequence",
         "_tokens",
         "adaptive",
         "slots",
@@ -124,6 +139,12 @@ class Throttle:
         self._hold_until = 0.0
         self._last_send = -math.inf
         self._refused_streak = 0
+        self._answers: collections.deque[float] = collections.deque(maxlen=4096)  # when healthy answers came
+        self._rate: float | None = None  # sends per second learned from quota 429s
+        self._rate_cut = -math.inf
+        self._sent: set[int] = set()  # the sequence numbers of the requests in flight
+        self._sequence = itertools.count(1)
+        self._last_paced = -math.inf
         burst = rate_limit.burst_seconds if rate_limit is not None else 0.0
         rpm = rate_limit.requests_per_minute if rate_limit is not None else None
         tpm = rate_limit.tokens_per_minute if rate_limit is not None else None
@@ -143,19 +164,35 @@ class Throttle:
 
     def try_acquire(self) -> Slot | None:
         """A slot when one is free now, else None (never blocks)."""
-        return Slot(self.slots) if self.slots.try_acquire() else None
+        return Slot(self) if self.slots.try_acquire() else None
 
     async def acquire(self) -> Slot:
         """Wait for a slot."""
         await self.slots.acquire()
-        return Slot(self.slots)
+        return Slot(self)
+
+    def forget(self, seq: int) -> None:
+        """A request's slot is given back: it is no longer in flight."""
+        if seq:
+            self._sent.discard(seq)
+        self.slots.release()
+
+    def mark_sent(self, slot: Slot) -> None:
+        """Record that ``slot``'s request is being sent now."""
+        slot.seq = next(self._sequence)
+        self._sent.add(slot.seq)
 
     def send_delay(self, weight: float) -> float:
         """Seconds the holder of a slot must wait before sending: the hold, the pace and the buckets.
 
         The delay is booked at once (the next caller queues behind it), so concurrent senders spread out.
         """
-        if not self._gated and self._hold_until == 0.0 and (self.adaptive is None or self.adaptive.limit >= 1.0):
+        if (
+            not self._gated
+            and self._rate is None
+            and self._hold_until == 0.0
+            and (self.adaptive is None or self.adaptive.limit >= 1.0)
+        ):
             return 0.0
         with self._lock:
             now = time.monotonic()
@@ -166,6 +203,9 @@ class Throttle:
             if pace:
                 at = max(at, self._last_send + pace)
                 self._last_send = at
+            if self._rate is not None:
+                at = max(at, self._last_paced + 1.0 / self._rate)
+                self._last_paced = at
             if self._requests is not None:
                 at = max(at, now + self._requests.reserve(1.0, now))
             if self._tokens is not None and weight > 0:
@@ -181,39 +221,66 @@ class Throttle:
     def on_success(self, latency: float) -> None:
         """A healthy answer after ``latency`` seconds: the limit may grow."""
         self._refused_streak = 0
+        self._answers.append(time.monotonic())
+        if self._rate is not None:
+            self._rate *= 1.001
         if self.adaptive is not None and self.adaptive.on_success(latency):
             self.slots.set_limit(self.adaptive.in_flight_cap)
 
-    def on_pushback(self, accepted: int | None = None) -> None:
+    def on_pushback(self, accepted: int | None = None, retry_after: float | None = None) -> None:
         """A 503, a 408, a timeout or a capacity 429: the endpoint is overloaded, so the limit shrinks.
 
         ``accepted``: for a capacity 429, the requests still in flight (the ones the endpoint took).
         """
-        if self.adaptive is not None and self.adaptive.on_pushback(time.monotonic(), accepted):
+        if self.adaptive is not None and self.adaptive.on_pushback(time.monotonic(), accepted, retry_after):
             self.slots.set_limit(self.adaptive.in_flight_cap)
 
     def on_throttled(
-        self, headers: Mapping[str, str], retry_after: float | None, backoff: float
+        self, headers: Mapping[str, str], retry_after: float | None, backoff: float, seq: int = 0
     ) -> tuple[ThrottleKind, float]:
         """A 429: say whether it is a quota or a capacity refusal, act on it, and return how long this request waits.
 
         A quota 429 holds every send of the client until the window reopens (the server's Retry-After, else
         ``backoff``); a capacity 429 shrinks the limit, and this request alone waits its Retry-After (else
-        ``backoff``, jittered).
+        ``backoff``, jittered). ``seq`` is the refused request's :attr:`Slot.seq`.
         """
         now = time.monotonic()
         with self._lock:
             self._refused_streak += 1
             streak = self._refused_streak
-        quota = _remaining_says_empty(headers) or streak >= max(2, self.slots.in_flight + 1)
+        # The endpoint holds the requests that reached it before this one and are still in flight.
+        accepted = sum(1 for other in list(self._sent) if other < seq) if seq else self.slots.in_flight
+        # "Every request in flight refused": refusals in a row with nothing left in flight that the endpoint took.
+        quota = _remaining_says_empty(headers) or (streak >= 2 and self.slots.in_flight == 0)
         if quota:
             wait = retry_after if retry_after is not None else backoff
             with self._lock:
                 self._hold_until = max(self._hold_until, now + wait)
+                if self._rate is None:
+                    answered = self._answer_rate(now, wait, accepted)
+                    if answered is not None:
+                        self._rate = 0.9 * answered
+                        self._rate_cut = now
+                elif now - self._rate_cut >= 1.0:  # one cut per second: the refusals of one full window
+                    self._rate *= 0.9
+                    self._rate_cut = now
             return "quota", wait
-        self.on_pushback(accepted=self.slots.in_flight)
+        self.on_pushback(accepted=accepted, retry_after=retry_after)
         wait = retry_after if retry_after is not None else backoff * (0.5 + random.random())
         return "capacity", wait
+
+    def _answer_rate(self, now: float, wait: float, accepted: int, span: float = 2.0) -> float | None:
+        """The rate the quota allows, judged from the healthy answers of the last ``span`` seconds.
+
+        They, and the ``accepted`` requests whose answers are still on their way, came in the window that is now
+        full and reopens after ``wait``: so many requests over that much time (None with too few to tell).
+        """
+        answers = self._answers
+        while answers and answers[0] < now - span:
+            answers.popleft()
+        if len(answers) < 3:
+            return None
+        return (len(answers) + accepted) / max(now - answers[0] + wait, 1e-3)
 
 
 def _remaining_says_empty(headers: Mapping[str, str]) -> bool:

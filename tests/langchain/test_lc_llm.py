@@ -228,7 +228,8 @@ def test_batch_is_concurrent(slow_emulator: EmulatorThread) -> None:
     prompts = [f"p{i}" for i in range(12)]
     llm = AzureMLOnlineEndpoint(endpoint_url=slow_emulator.score_url, endpoint_api_key=KEY)
     assert llm.batch(prompts) == [f"echo: p{i}" for i in range(12)]
-    assert slow_emulator.max_in_flight == 12
+    # Concurrent in one call: the client's adaptive limit starts at 8 and grows as healthy answers come back.
+    assert slow_emulator.max_in_flight == 8
     llm.close()
 
 

@@ -91,20 +91,16 @@ async def test_one_session_per_loop_and_one_sync_runner_per_client(remote: Threa
         assert await llm.ainvoke("a") == "echo: a"
         assert (await chat.ainvoke("b")).content == "echo: b"
         assert client.stats().sessions == 1
-        runner_threads_before = {t.name for t in threading.enumerate()}
+        before = set(threading.enumerate())
         # Sync twins from a worker thread (a sync twin called in this loop would block it).
         text, answer = await asyncio.to_thread(lambda: (llm.invoke("c"), chat.invoke("d").content))
         assert (text, answer) == ("echo: c", "echo: d")
         assert client.stats().sessions == 2  # this loop's and the shared sync runner's
-        loop_threads = [t for t in threading.enumerate() if t.name == "azml-client-loop"]
-        assert len(loop_threads) == 1  # one runner for both models
-        assert "azml-client-loop" not in runner_threads_before
+        runners = [t for t in threading.enumerate() if t.name == "azml-client-loop" and t not in before]
+        assert len(runners) == 1  # one runner for both models
     # Closing the client stops its runner.
-    for _ in range(100):
-        if not [t for t in threading.enumerate() if t.name == "azml-client-loop"]:
-            break
-        await asyncio.sleep(0.01)
-    assert not [t for t in threading.enumerate() if t.name == "azml-client-loop"]
+    runners[0].join(5)
+    assert not runners[0].is_alive()
 
 
 async def test_results_carry_their_call() -> None:

@@ -170,6 +170,7 @@ async def test_a_quota_429_holds_every_send_until_the_window_reopens(serve: Any)
     # The remaining-requests header at 0 says "quota": the client stops sending until the window reopens, so
     # each window sees at most its quota plus the requests that were already on their way.
     assert endpoint.refused <= 8 * 4
+    assert len([event for event in events if event.kind == "throttled"]) == endpoint.refused
 
 
 async def test_stated_rate_limit_paces_sends_without_a_single_429(serve: Any) -> None:
