@@ -34,6 +34,11 @@ ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+def _count(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return value if type(value) is int else None  # an int, not a bool
+
+
 @attrs.frozen(slots=True)
 class Usage:
     """Token counts an endpoint reported for one call; a field is ``None`` where the endpoint gave none."""
@@ -47,12 +52,11 @@ class Usage:
         """Build from an OpenAI-style ``usage`` object; ``None`` when ``data`` is not a mapping."""
         if not isinstance(data, Mapping):
             return None
-
-        def _int(key: str) -> int | None:
-            value = data.get(key)
-            return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-        prompt, completion, total = _int("prompt_tokens"), _int("completion_tokens"), _int("total_tokens")
+        prompt, completion, total = (
+            _count(data, "prompt_tokens"),
+            _count(data, "completion_tokens"),
+            _count(data, "total_tokens"),
+        )
         if total is None and prompt is not None and completion is not None:
             total = prompt + completion
         return cls(prompt, completion, total)

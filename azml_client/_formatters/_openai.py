@@ -126,40 +126,51 @@ def _read_choices(data: Any, parse_one: Callable[[int, Any], _Choice]) -> tuple[
         usage = Usage.from_dict(data.get("usage"))
         if not choices and usage is None:
             raise MalformedAnswer("the answer has no choices")
+        if len(choices) == 1:  # the common answer: no generator for one choice
+            return (parse_one(0, choices[0]),), usage
         return tuple(parse_one(position, choice) for position, choice in enumerate(choices)), usage
     except MalformedAnswer as exc:
         exc.data = data
         raise
 
 
-def _message(where: str, raw: Any, finish_reason: str | None) -> Message:
-    """Read an OpenAI message object ``{"role", "content", "tool_calls"?, "refusal"?}``."""
+def _message(position: int, raw: Any, finish_reason: str | None) -> Message:
+    """Read the OpenAI message object ``{"role", "content", "tool_calls"?, "refusal"?}`` of choice ``position``.
+
+    Every answer goes through here, so the messages that name the place are only formatted on failure.
+    """
     if not isinstance(raw, dict):
-        raise MalformedAnswer(f"{where} must be an object")
-    role = raw.get("role", "assistant")
-    if role is None:
-        role = "assistant"
-    if not isinstance(role, str) or role not in ROLES:
-        raise MalformedAnswer(f"{where} has an unknown role {role!r:.60}")
+        raise MalformedAnswer(f"choice {position} message must be an object")
+    role = raw.get("role") or "assistant"
+    if role not in ROLES:
+        raise MalformedAnswer(f"choice {position} message has an unknown role {role!r:.60}")
     content = raw.get("content")
     if content is not None and not isinstance(content, (str, list)):
-        raise MalformedAnswer(f"{where} 'content' must be a string, a list or null, got {type(content).__name__}")
+        kind = type(content).__name__
+        raise MalformedAnswer(f"choice {position} message 'content' must be a string, a list or null, got {kind}")
     raw_calls = raw.get("tool_calls")
-    if raw_calls is not None and not isinstance(raw_calls, list):
-        raise MalformedAnswer(f"{where} 'tool_calls' must be a list")
-    try:
-        calls = tuple(
-            ToolCall.from_dict(call, where=f"{where} tool call {i}") for i, call in enumerate(raw_calls or ())
-        )
-    except ConfigurationError as exc:
-        raise MalformedAnswer(str(exc)) from None
-    refusal = _opt_str(raw.get("refusal"), f"{where} 'refusal'")
+    calls: tuple[ToolCall, ...] = ()
+    if raw_calls:
+        if not isinstance(raw_calls, list):
+            raise MalformedAnswer(f"choice {position} message 'tool_calls' must be a list")
+        try:
+            calls = tuple(
+                ToolCall.from_dict(call, where=f"choice {position} message tool call {i}")
+                for i, call in enumerate(raw_calls)
+            )
+        except ConfigurationError as exc:
+            raise MalformedAnswer(str(exc)) from None
+    elif raw_calls is not None and not isinstance(raw_calls, list):
+        raise MalformedAnswer(f"choice {position} message 'tool_calls' must be a list")
+    refusal = raw.get("refusal")
+    if refusal is not None and not isinstance(refusal, str):
+        refusal = _opt_str(refusal, f"choice {position} message 'refusal'")
     if content is None and not calls and refusal is None and finish_reason not in _EMPTY_FINISH_REASONS:
-        raise MalformedAnswer(f"{where} has 'content': null and no tool_calls")
+        raise MalformedAnswer(f"choice {position} message has 'content': null and no tool_calls")
     name = raw.get("name")
     tool_call_id = raw.get("tool_call_id")
     if role == "tool" and not isinstance(tool_call_id, str):
-        raise MalformedAnswer(f"{where} is a tool message without a tool_call_id")
+        raise MalformedAnswer(f"choice {position} message is a tool message without a tool_call_id")
     return Message(
         role=role,
         content=content,
@@ -173,15 +184,23 @@ def _message(where: str, raw: Any, finish_reason: str | None) -> Message:
 def _chat_choice(position: int, choice: Any) -> ChatChoice:
     if not isinstance(choice, dict):
         raise MalformedAnswer(f"choice {position} must be an object")
-    if "message" not in choice:
+    message = choice.get("message")
+    if message is None:
         if "text" in choice:
             raise MalformedAnswer(f"choice {position} has a completion 'text', not a chat 'message'")
         if "delta" in choice:
             raise MalformedAnswer(f"choice {position} has a stream 'delta', not a chat 'message'")
         raise MalformedAnswer(f"choice {position} has no 'message'")
-    finish_reason = _opt_str(choice.get("finish_reason"), f"choice {position} 'finish_reason'")
-    message = _message(f"choice {position} message", choice["message"], finish_reason)
-    return ChatChoice(message, finish_reason, _index(choice.get("index"), position), choice.get("logprobs"))
+    finish_reason = choice.get("finish_reason")
+    if finish_reason is not None and not isinstance(finish_reason, str):
+        finish_reason = _opt_str(finish_reason, f"choice {position} 'finish_reason'")
+    index = choice.get("index")
+    return ChatChoice(
+        _message(position, message, finish_reason),
+        finish_reason,
+        index if type(index) is int else _index(index, position),
+        choice.get("logprobs"),
+    )
 
 
 def parse_chat_body(data: Any) -> ChatResult:

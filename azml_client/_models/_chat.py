@@ -70,7 +70,8 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
             weight = self._weight(sum(len(content_text(message.content)) for message in messages), kwargs)
         response = await self._client.post(body, route="chat", headers=self._headers, timeout=timeout, weight=weight)
         result = formatter.parse_chat_response(response.body, api_type, status=response.status)
-        self._settle(weight, result.usage)
+        if weight:
+            self._settle(weight, result.usage)
         return with_call(result, response)
 
     async def ainvoke(

@@ -74,7 +74,8 @@ class LLM(ModelBase[str, str]):
             body, route="completions", headers=self._headers, timeout=timeout, weight=weight
         )
         completion = self._formatter.parse_response(response.body, api_type, status=response.status)
-        self._settle(weight, completion.usage)
+        if weight:
+            self._settle(weight, completion.usage)
         return with_call(completion, response)
 
     async def _one(self, item: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> str:

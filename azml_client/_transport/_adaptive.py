@@ -102,31 +102,36 @@ class AdaptiveLimit:
         return self._latency / self._limit
 
     def on_success(self, latency: float) -> bool:
-        """Feed one healthy answer and its latency (seconds); return whether the in-flight cap changed."""
-        with self._lock:
-            before = self.in_flight_cap
-            if latency > 0:
-                if self._latency is None or self._baseline is None:
-                    self._latency = self._baseline = latency
-                else:
-                    self._latency += 0.2 * (latency - self._latency)
-                    weight = 0.2 if latency < self._baseline else 0.002
-                    self._baseline += weight * (latency - self._baseline)
-            queueing = self._latency is not None and self._baseline is not None and self._latency > 2.0 * self._baseline
-            if self._limit < 1.0:
-                self._limit = min(1.0, self._limit * 1.25)
-            elif queueing:
-                self._slow_start = False
-            elif self._slow_start:
-                self._limit = min(self._maximum, self._limit + 1.0)
+        """Feed one healthy answer and its latency (seconds); return whether the in-flight cap changed.
+
+        Unlocked (it runs once per answer): two threads racing here can lose one update of a moving average,
+        which costs nothing; push-backs, which must not be lost, take the lock.
+        """
+        if latency > 0:
+            if self._latency is None or self._baseline is None:
+                self._latency = self._baseline = latency
             else:
-                step = 1.0 / self._limit
-                if self._limit >= self._ceiling:
-                    step /= 16.0
-                    if self._latency is not None and self._probe_cost > self._latency:
-                        step *= self._latency / self._probe_cost  # a costly refusal: probe more rarely still
-                self._limit = min(self._maximum, self._limit + step)
-            return self.in_flight_cap != before
+                self._latency += 0.2 * (latency - self._latency)
+                weight = 0.2 if latency < self._baseline else 0.002
+                self._baseline += weight * (latency - self._baseline)
+        if self._limit >= self._maximum:
+            return False
+        before = self.in_flight_cap
+        queueing = self._latency is not None and self._baseline is not None and self._latency > 2.0 * self._baseline
+        if self._limit < 1.0:
+            self._limit = min(1.0, self._limit * 1.25)
+        elif queueing:
+            self._slow_start = False
+        elif self._slow_start:
+            self._limit = min(self._maximum, self._limit + 1.0)
+        else:
+            step = 1.0 / self._limit
+            if self._limit >= self._ceiling:
+                step /= 16.0
+                if self._latency is not None and self._probe_cost > self._latency:
+                    step *= self._latency / self._probe_cost  # a costly refusal: probe more rarely still
+            self._limit = min(self._maximum, self._limit + step)
+        return self.in_flight_cap != before
 
     def on_pushback(self, now: float, accepted: int | None = None, retry_after: float | None = None) -> bool:
         """Feed one push-back at time ``now`` (monotonic seconds); return whether the in-flight cap changed.

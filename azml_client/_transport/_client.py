@@ -572,7 +572,7 @@ class EndpointClient:
         if session is None:
             raise ConfigurationError("this EndpointClient is closed; create a new one")
         loop = asyncio.get_running_loop()
-        mode = throttle_mode(on_throttle, self._on_throttle)
+        mode: OnThrottle | None = None  # worked out when a wait or a 429 needs it (a context variable read)
         throttle = self._throttle
         start = loop.time()
         # "raise": the total timeout also covers the wait in the client's line; "wait": it runs from the first send.
@@ -591,11 +591,13 @@ class EndpointClient:
             slot = throttle.try_acquire()
             waited = slot is None
             if slot is None:
+                mode = mode or throttle_mode(on_throttle, self._on_throttle)
                 slot = await self._wait_for_slot(mode, deadline, url, attempt)
             try:
                 gate = throttle.send_delay(weight)
                 if gate > 0:
                     waited = True
+                    mode = mode or throttle_mode(on_throttle, self._on_throttle)
                     if mode == "raise" and deadline is not None and loop.time() + gate >= deadline:
                         raise _line_timeout(timeout, url, attempt)
                     await asyncio.sleep(gate)
@@ -638,6 +640,7 @@ class EndpointClient:
                     continue
                 left = None if deadline is None else deadline - loop.time()
                 if isinstance(error, APIStatusError) and status == 429:
+                    mode = mode or throttle_mode(on_throttle, self._on_throttle)
                     too_long = error.retry_after is not None and error.retry_after > self._retry.max_retry_after
                     if mode == "wait" and not too_long:
                         throttled += 1

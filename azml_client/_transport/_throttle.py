@@ -65,8 +65,8 @@ def throttle_mode(call: OnThrottle | None, client: OnThrottle | None) -> OnThrot
 class Slot:
     """One held in-flight slot; :meth:`release` gives it back once, however often it is called.
 
-    ``seq`` numbers the send made with it (0 before it is sent), so that a refusal can tell which of the other
-    requests in flight reached the endpoint before it did.
+    ``seq`` numbers the send made with it (0 before it is sent), so that a refusal can tell how many of the
+    requests in flight were sent after it.
     """
 
     __slots__ = ("_throttle", "seq")
@@ -79,7 +79,7 @@ class Slot:
         """Give the slot back (idempotent)."""
         throttle, self._throttle = self._throttle, None
         if throttle is not None:
-            throttle.forget(self.seq)
+            throttle.slots.release()
 
 
 class _Bucket:
@@ -125,7 +125,6 @@ class Throttle:
         "_rate_cut",
         "_refused_streak",
         "_requests",
-        "_sent",
         "_sequence",
         "_tokens",
         "adaptive",
@@ -142,8 +141,7 @@ class Throttle:
         self._answers: collections.deque[float] = collections.deque(maxlen=4096)  # when healthy answers came
         self._rate: float | None = None  # sends per second learned from quota 429s
         self._rate_cut = -math.inf
-        self._sent: set[int] = set()  # the sequence numbers of the requests in flight
-        self._sequence = itertools.count(1)
+        self._sequence = itertools.count(1)  # numbers each send
         self._last_paced = -math.inf
         burst = rate_limit.burst_seconds if rate_limit is not None else 0.0
         rpm = rate_limit.requests_per_minute if rate_limit is not None else None
@@ -171,16 +169,9 @@ class Throttle:
         await self.slots.acquire()
         return Slot(self)
 
-    def forget(self, seq: int) -> None:
-        """A request's slot is given back: it is no longer in flight."""
-        if seq:
-            self._sent.discard(seq)
-        self.slots.release()
-
     def mark_sent(self, slot: Slot) -> None:
         """Record that ``slot``'s request is being sent now."""
         slot.seq = next(self._sequence)
-        self._sent.add(slot.seq)
 
     def send_delay(self, weight: float) -> float:
         """Seconds the holder of a slot must wait before sending: the hold, the pace and the buckets.
@@ -248,8 +239,11 @@ class Throttle:
         with self._lock:
             self._refused_streak += 1
             streak = self._refused_streak
-        # The endpoint holds the requests that reached it before this one and are still in flight.
-        accepted = sum(1 for other in list(self._sent) if other < seq) if seq else self.slots.in_flight
+        # The endpoint holds the requests that reached it before this one and are still in flight: those in
+        # flight, less the ones sent after this one (at most all of them).
+        in_flight = self.slots.in_flight
+        sent_after = next(self._sequence) - 1 - seq if seq else 0
+        accepted = max(0, in_flight - sent_after)
         # "Every request in flight refused": refusals in a row with nothing left in flight that the endpoint took.
         quota = _remaining_says_empty(headers) or (streak >= 2 and self.slots.in_flight == 0)
         if quota:

@@ -227,7 +227,8 @@ async def test_the_limit_falls_below_one_and_paces_when_one_at_a_time_is_too_man
     assert endpoint.answered == 60
     assert endpoint.max_in_flight == 1
     assert min(limits) < 2
-    assert endpoint.refused < 60  # pacing kept the refusals below one per answer
+    assert max(limits) < 2  # each learned that the endpoint takes about one at a time between them
+    assert endpoint.refused < 2 * 60  # bounded: the two learn to share instead of flooding
 
 
 def test_rate_limit_and_on_throttle_are_checked() -> None:
