@@ -238,3 +238,25 @@ def test_rate_limit_and_on_throttle_are_checked() -> None:
         az.EndpointClient("https://x.example/score", on_throttle="later")  # type: ignore[arg-type]
     with pytest.raises(az.ConfigurationError, match="rate_limit"):
         az.EndpointClient("https://x.example/score", rate_limit={"requests_per_minute": 5})  # type: ignore[arg-type]
+
+
+async def test_four_workers_against_a_two_wide_endpoint_lose_nothing() -> None:
+    """Four independent clients (four workers, no coordinator) share a 2 + 2 wide managed-like endpoint."""
+    from azml_client.testing import MockEndpoint
+
+    async with MockEndpoint(capacity=2, queue=2, latency=0.02, seed=4) as ep:
+        workers = [az.LLM(ep.url) for _ in range(4)]
+        try:
+            results = await asyncio.gather(
+                *(
+                    worker.abatch([f"w{n}-{i}" for i in range(40)], return_exceptions=True)
+                    for n, worker in enumerate(workers)
+                )
+            )
+        finally:
+            for worker in workers:
+                await worker.aclose()
+    assert all(not isinstance(result, BaseException) for batch in results for result in batch)
+    assert [len(batch) for batch in results] == [40, 40, 40, 40]
+    assert ep.max_processing <= 2
+    assert ep.throttled_count < ep.request_count  # most sends were answered, not refused
