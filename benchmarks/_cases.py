@@ -185,6 +185,37 @@ class RawAiohttp(_AsyncCase):
         await self.session.close()
 
 
+class RawAiohttpChat(_AsyncCase):
+    """The limit for chat: the same plain aiohttp loop, sending chat messages to the serverless chat route."""
+
+    name = "aiohttp-raw-chat"
+    label = "raw aiohttp loop, chat route"
+
+    async def asetup(self, base_url: str) -> None:
+        import aiohttp
+
+        self.url = f"{base_url}/v1/chat/completions"
+        self.session = aiohttp.ClientSession()
+
+    async def arun(self, prompts: Iterable[str]) -> int:
+        session, url = self.session, self.url
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(prompt: str) -> str:
+            async with semaphore:
+                payload = {"messages": [{"role": "user", "content": prompt}]}
+                async with session.post(url, json=payload, headers=headers) as response:
+                    response.raise_for_status()
+                    data = await response.json()
+                    return str(data["choices"][0]["message"]["content"])
+
+        return _count(await asyncio.gather(*(one(prompt) for prompt in prompts)), CHAT_TEXT)
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
 class SeedAbatch(_AsyncCase):
     """The seed: langchain_community's ``AzureMLOnlineEndpoint.abatch`` (gpt2, dedicated)."""
 
@@ -247,6 +278,7 @@ CASES: tuple[type[Case], ...] = (
     AzmlSyncBatch,
     AzmlAsCompleted,
     RawAiohttp,
+    RawAiohttpChat,
     SeedAbatch,
     OpenAIAsync,
 )

@@ -33,6 +33,25 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 x <= 1.1,
             )
         )
+    if chat and raw:
+        x = raw["cpu_us_per_req"] / chat["cpu_us_per_req"]
+        targets.append(
+            _target(
+                "azml ChatModel.abatch >= 0.95x the raw loop's efficiency (client CPU per request, raw / azml)",
+                f"{x:.2f}x ({chat['cpu_us_per_req']:.0f} vs {raw['cpu_us_per_req']:.0f} us)",
+                x >= 0.95,
+            )
+        )
+    raw_chat = _row(results, "aiohttp-raw-chat")
+    if chat and raw_chat:
+        x = raw_chat["cpu_us_per_req"] / chat["cpu_us_per_req"]
+        targets.append(
+            _target(
+                "like for like: ChatModel.abatch vs a raw loop on the chat route (CPU per request, raw / azml)",
+                f"{x:.2f}x ({chat['cpu_us_per_req']:.0f} vs {raw_chat['cpu_us_per_req']:.0f} us)",
+                x >= 0.95,
+            )
+        )
     if openai and (chat or azml):
         mine = chat or azml
         assert mine is not None
