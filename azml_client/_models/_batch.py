@@ -86,7 +86,8 @@ async def run_as_completed(
 
     At most ``max_concurrency`` calls run at once and at most that many finished results wait for the
     consumer, so memory does not grow with the number of inputs (a generator of millions is fine).
-    Leaving the loop early cancels what is still running.
+    Leaving the loop early cancels what is still running. When ``inputs`` itself raises, no more inputs are
+    taken, every result of an input already taken is still yielded, and then the iterable's error is raised.
     """
     done: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(maxsize=max_concurrency)
     counter = iter(range(1 << 62))
@@ -98,7 +99,11 @@ async def run_as_completed(
     else:
         sync_iter = iter(inputs)
 
+    broken: list[Exception] = []  # the inputs' own error, once they raised: no worker reads them again
+
     async def next_input() -> tuple[int, In] | Any:
+        if broken:
+            return _END
         if sync_iter is not None:
             item = next(sync_iter, _END)
         else:
@@ -120,22 +125,26 @@ async def run_as_completed(
                 except Exception as exc:
                     result = exc
                 await done.put((index, result))
-        except Exception as exc:  # the inputs themselves failed: the consumer re-raises it
+        except Exception as exc:  # the inputs themselves failed: the consumer re-raises it after the rest
             failure = exc
+            broken.append(exc)
         await done.put((-1, _Finished(failure)))
 
     with batch_calls():  # the workers' calls wait their turn on a 429 (unless the client says otherwise)
         workers = [asyncio.ensure_future(worker()) for _ in range(max_concurrency)]
     running = len(workers)
+    error: Exception | None = None
     try:
         while running:
             index, result = await done.get()
             if isinstance(result, _Finished):
                 running -= 1
-                if result.error is not None:
-                    raise result.error
+                if result.error is not None and error is None:
+                    error = result.error
                 continue
             yield index, result
+        if error is not None:  # every input taken before the failure has had its result yielded
+            raise error
     finally:
         await _cancel_all(workers)
 

@@ -265,6 +265,28 @@ async def test_as_completed_reraises_an_error_of_the_inputs(ep: MockEndpoint) ->
                 pass
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_as_completed_delivers_every_answer_taken_before_the_inputs_raise(asynchronous: bool) -> None:
+    def sync_prompts() -> Iterator[str]:
+        for i in range(5):
+            yield f"p{i}"
+        raise ValueError("the input file is corrupt")
+
+    async def async_prompts() -> AsyncIterator[str]:
+        for prompt in sync_prompts():
+            yield prompt
+
+    async with MockEndpoint(latency=0.2) as endpoint, az.LLM(endpoint.url) as llm:
+        seen: dict[int, object] = {}
+        with pytest.raises(ValueError, match="corrupt"):
+            source = async_prompts() if asynchronous else sync_prompts()
+            async for index, result in llm.abatch_as_completed(source, max_concurrency=8):
+                seen[index] = result
+        assert endpoint.request_count == 5  # all five were in flight when the inputs raised
+        assert seen == {i: echo_text(f"p{i}") for i in range(5)}  # and every answer reached the consumer
+        assert endpoint.in_flight == 0
+
+
 async def test_chat_batch(ep: MockEndpoint) -> None:
     async with az.ChatModel(ep.url, KEY, api_type="serverless") as chat:
         results = await chat.abatch(["one", [("user", "two")], [{"role": "user", "content": "three"}]])
