@@ -582,3 +582,104 @@ def test_a_missing_url_names_the_flag_not_the_python_keyword() -> None:
     assert done.returncode == 2, done.stderr
     assert "--endpoint-url" in done.stderr
     assert "endpoint_url=" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------ systematic failures
+
+
+def dead_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound once, then closed)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("case", "kind"),
+    [
+        ("wrong key", "AuthenticationError (HTTP 401)"),
+        ("wrong path", "NotFoundError (HTTP 404)"),
+        ("dead port", "APIConnectionError (connection refused)"),
+    ],
+)
+async def test_a_systematic_failure_stops_the_batch_early_and_resumes(
+    ep: MockEndpoint, tmp_path: Path, case: str, kind: str
+) -> None:
+    lines = prompts(5000)
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    url = {
+        "wrong key": ep.url,
+        "wrong path": ep.url.rstrip("/") + "/scroe",
+        "dead port": f"http://127.0.0.1:{dead_port()}",
+    }
+    env = azml_env(url[case], key="wrong-key" if case == "wrong key" else KEY)
+    started = time.monotonic()
+    run = await azml("batch", str(source), "-o", str(out), env=env, timeout=60)
+    assert run.returncode == 3, run.stderr
+    assert time.monotonic() - started < 20
+    written = line_count(out)
+    assert 20 <= written < 200  # far fewer than 5,000
+    if case != "dead port":
+        assert ep.request_count == written  # every request sent has its line; nothing else was sent
+    assert f"the last 20 finished requests all failed the same way ({kind})" in run.stderr
+    assert "failures by kind:" in run.stderr
+    assert f"{written:>7}  {kind}" in run.stderr  # type + status + count
+    assert f"0 succeeded, {written} failed (of 5000)" in run.stderr
+    assert "--resume --retry-failed" in run.stderr
+    # Fixed: the same command with --resume --retry-failed finishes the run, every line once.
+    ep.reset()
+    run = await azml(
+        "batch", str(source), "-o", str(out), "--resume", "--retry-failed", env=azml_env(ep.url), timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert_complete(read_results(out), lines)
+    assert ep.request_count == 5000
+
+
+async def test_transient_faults_never_stop_a_batch(tmp_path: Path) -> None:
+    lines = prompts(3000)
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    async with MockEndpoint(api_key=KEY, fault_rate=0.1, fault_kinds=["503", "500", "drop", "408"], seed=7) as ep:
+        # First 60 answers in a row are transient failures (429s, waited on, among them): still no stop.
+        ep.enqueue(
+            *[Fault.status(503), Fault.status(500), Fault.drop(), Fault.status(429, headers={"retry-after-ms": "5"})]
+            * 15
+        )
+        run = await azml("batch", str(source), "-o", str(out), "--max-retries", "0", env=azml_env(ep.url), timeout=120)
+    assert run.returncode == 1, run.stderr
+    results = read_results(out)
+    assert len(results) == 3000
+    failed = [r for r in results if r["error"] is not None]
+    assert 250 < len(failed) < 450
+    assert "stopped early" not in run.stderr
+    assert "failures by kind:" in run.stderr
+    assert "ServerError (HTTP 503)" in run.stderr
+
+
+async def test_fail_fast_0_sends_everything(ep: MockEndpoint, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", prompts(60))
+    out = tmp_path / "out.jsonl"
+    run = await azml("batch", str(source), "-o", str(out), "--fail-fast", "0", env=azml_env(ep.url, key="wrong"))
+    assert run.returncode == 1, run.stderr
+    assert ep.request_count == line_count(out) == 60
+    assert "     60  AuthenticationError (HTTP 401)" in run.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+async def test_a_write_failure_still_counts_the_requests_sent(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", prompts(200))
+    async with MockEndpoint(api_key=KEY, latency=0.05) as ep:
+        run = await azml("batch", str(source), "-o", "/dev/full", "--overwrite", env=azml_env(ep.url))
+        sent = ep.request_count
+    assert run.returncode == 1
+    assert "No space left on device" in run.stderr
+    assert sent > 0
+    import re
+
+    counted = re.search(r"(\d+) HTTP requests?", run.stderr)
+    assert counted is not None, run.stderr
+    assert 0 < int(counted.group(1)) <= sent
