@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--ordered",
         action="store_true",
-        help="write results in input order (OUT then stays in order across --resume); it holds back finished "
-        "results behind a slow one (at most a window of them), so a few slow retries cost some throughput",
+        help="write results in input order (OUT then stays in order across --resume); finished results wait "
+        "behind a slower one, up to max(4 x N, 8192) lines in memory, so it costs about as much as unordered "
+        "unless one request takes as long as thousands of others (a hung one stalls it until its timeout)",
     )
     batch.add_argument(
         "--fail-fast",
