@@ -683,3 +683,69 @@ async def test_a_write_failure_still_counts_the_requests_sent(tmp_path: Path) ->
     counted = re.search(r"(\d+) HTTP requests?", run.stderr)
     assert counted is not None, run.stderr
     assert 0 < int(counted.group(1)) <= sent
+
+
+# ------------------------------------------------------------------------------------ quotas and proxies
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--rpm", "480"), ("--tpm", "2000")])
+async def test_rpm_and_tpm_pace_the_batch_within_the_quota(tmp_path: Path, flag: str, value: str) -> None:
+    # The endpoint allows 600 RPM / 2400 TPM; the batch is told a little less: 480 RPM is 8 requests a second;
+    # 2000 TPM is 33 tokens a second, and each line is estimated at 1 (prompt) + 16 (max_tokens default) tokens.
+    count, per_second = (30, 8.0) if flag == "--rpm" else (12, 2000 / 60 / 17)
+    lines = [{"id": f"p{i}", "prompt": f"p{i:02d}"} for i in range(count)]
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    quota = {"requests_per_minute": 600} if flag == "--rpm" else {"tokens_per_minute": 2400}
+    async with MockEndpoint(api_key=KEY, **quota) as ep:  # type: ignore[arg-type]
+        started = time.monotonic()
+        run = await azml("batch", str(source), "-o", str(out), flag, value, env=azml_env(ep.url), timeout=60)
+        elapsed = time.monotonic() - started
+        assert run.returncode == 0, run.stderr
+        assert ep.quota_throttled_count == 0  # paced below the quota: never refused
+    assert elapsed >= (count - 1) / per_second * 0.8
+    assert len(read_results(out)) == count
+
+
+async def test_without_rpm_the_same_batch_is_refused_and_waits(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", prompts(30))
+    out = tmp_path / "out.jsonl"
+    async with MockEndpoint(api_key=KEY, requests_per_minute=600) as ep:
+        run = await azml("batch", str(source), "-o", str(out), "--max-retries", "0", env=azml_env(ep.url), timeout=60)
+        # on_throttle="wait": the 429s wait their turn and are sent again, even with --max-retries 0.
+        assert run.returncode == 0, run.stderr
+        assert ep.quota_throttled_count > 0
+    assert_complete(read_results(out), prompts(30))
+
+
+async def test_no_proxy_ignores_a_dead_http_proxy(ep: MockEndpoint) -> None:
+    dead = f"http://127.0.0.1:{dead_port()}"
+    env = azml_env(ep.url, HTTP_PROXY=dead, http_proxy=dead, NO_PROXY="", no_proxy="")
+    run = await azml("complete", "hi", "--max-retries", "0", env=env)
+    assert run.returncode == 1  # the environment's proxy is honoured by default, and it is dead
+    assert "proxy" in run.stderr
+    run = await azml("complete", "hi", "--no-proxy", env=env)
+    assert (run.returncode, run.stdout) == (0, "echo: hi\n"), run.stderr
+    run = await azml("complete", "hi", "--proxy", dead, "--no-proxy", env=env)
+    assert run.returncode == 2  # one or the other
+
+
+def test_proxy_flags_map_to_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azml_client.cli._endpoint import EndpointSettings
+    from azml_client.cli._main import build_parser
+
+    monkeypatch.setenv("HTTP_PROXY", "http://env-proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    parser = build_parser()
+
+    def client_of(*flags: str) -> Any:
+        args = parser.parse_args(["complete", "hi", "--endpoint-url", "http://10.1.2.3/score", *flags])
+        return EndpointSettings.from_args(args).client()
+
+    assert client_of().proxy == "http://env-proxy.example:3128"
+    assert client_of("--no-proxy").proxy is None
+    assert client_of("--proxy", "http://other.example:8080").proxy == "http://other.example:8080"
+    batch = parser.parse_args(["batch", "in", "-o", "out", "--rpm", "60", "--tpm", "1000"])
+    assert (batch.rpm, batch.tpm, batch.fail_fast) == (60, 1000, 20)
