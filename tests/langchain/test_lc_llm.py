@@ -16,6 +16,7 @@ from langchain_core.language_models.fake import FakeListLLM
 from lc_emulator import KEY, EmulatorThread
 
 import azml_client
+from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY
 from azml_client.langchain import (
     AzureMLChatOnlineEndpoint,
     AzureMLEndpointApiType,
@@ -26,7 +27,6 @@ from azml_client.langchain import (
     HFContentFormatter,
     load_llm,
 )
-from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY
 from azml_client.testing import Fault
 
 RETRY_SOON = {"retry-after-ms": "1"}
@@ -265,7 +265,7 @@ async def test_return_exceptions_gives_each_prompt_its_own_result(
     failures = [r for r in results if isinstance(r, Exception)]
     assert len(failures) == 1
     assert isinstance(failures[0], azml_client.BadRequestError)
-    for prompt, result in zip(prompts, results):
+    for prompt, result in zip(prompts, results, strict=True):
         assert result is failures[0] or result == f"echo: {prompt}"
     # Without return_exceptions the failure is raised, as before.
     ep.enqueue(Fault.status(400))
