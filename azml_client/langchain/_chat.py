@@ -135,7 +135,7 @@ class AzureMLChatOnlineEndpoint(BaseChatModel, EndpointSettings):
         *,
         return_exceptions: bool = False,
         **kwargs: Any,
-    ) -> list[BaseMessage]:
+    ) -> list[AIMessage]:
         """Answer every input, at most ``max_concurrency`` (the config's, else the model's, else 32) at once."""
         if not inputs:
             return []
@@ -149,7 +149,7 @@ class AzureMLChatOnlineEndpoint(BaseChatModel, EndpointSettings):
         *,
         return_exceptions: bool = False,
         **kwargs: Any,
-    ) -> list[BaseMessage]:
+    ) -> list[AIMessage]:
         """Answer every input concurrently, at most ``max_concurrency`` (config's, model's, else 32) at once."""
         if not inputs:
             return []
