@@ -27,6 +27,7 @@ from azml_client._exceptions import (
     ServerError,
     StreamConsumedError,
     StreamError,
+    SystematicFailureError,
     UnprocessableEntityError,
 )
 from azml_client._formatters import (
@@ -110,6 +111,7 @@ __all__ = [
     "ServerSentEvent",
     "StreamConsumedError",
     "StreamError",
+    "SystematicFailureError",
     "Timeout",
     "ToolCall",
     "UnprocessableEntityError",

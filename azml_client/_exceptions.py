@@ -49,6 +49,7 @@ __all__ = [
     "ServerError",
     "StreamConsumedError",
     "StreamError",
+    "SystematicFailureError",
     "UnprocessableEntityError",
     "status_error_for",
 ]
@@ -139,6 +140,32 @@ class StreamError(AzureMLError):
         self.data = data[:MAX_ERROR_BODY] if data is not None else None
         self.code = code
         super().__init__(f"{message}; code={code!r}" if code is not None else message)
+
+
+class SystematicFailureError(AzureMLError):
+    """A batch stopped early: its last finished calls all failed the same way, for a reason no retry fixes.
+
+    A wrong key (401), a wrong path or deployment (404), no permission (403), the same 400 for every input, a
+    refused connection or a DNS failure: sending the rest of the batch would only fail the same way. Transient
+    faults (5xx, timeouts, dropped connections) and throttling (429) never raise it. See
+    :class:`azml_client._models._batch.FailFast` for the exact rule.
+
+    Attributes:
+        kind: the failure, as ``"AuthenticationError (HTTP 401)"`` or ``"APIConnectionError (connection refused)"``.
+        count: how many finished calls in a row failed that way.
+        sent: how many inputs had been taken (sent, or on their way) when the batch stopped.
+        error: the last of those failures (also the ``__cause__``).
+    """
+
+    def __init__(self, kind: str, *, count: int, sent: int, error: BaseException) -> None:
+        self.kind = kind
+        self.count = count
+        self.sent = sent
+        self.error = error
+        super().__init__(
+            f"stopped early: the last {count} finished calls all failed the same way ({kind}); "
+            f"{sent} inputs were sent, the rest were not. Last error: {error}"
+        )
 
 
 class APIConnectionError(AzureMLError):

@@ -21,7 +21,7 @@ from azml_client._config import TimeoutLike
 from azml_client._exceptions import ConfigurationError, StreamError
 from azml_client._formatters import ContentFormatterBase, default_formatter_name, registered_name, resolve_formatter
 from azml_client._json import loads
-from azml_client._models._batch import check_concurrency, run_as_completed, run_batch
+from azml_client._models._batch import FailFast, check_concurrency, fail_fast_for, run_as_completed, run_batch
 from azml_client._models._sync import LoopThread, existing_runner, runner_for
 from azml_client._transport import NON_SSE_EVENT, EndpointClient, EventStream, Response, Route
 from azml_client._types import CallInfo, Usage
@@ -258,15 +258,18 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None,
         timeout: TimeoutLike | None,
         model_kwargs: Mapping[str, Any],
+        stop_on_systematic_failure: bool | FailFast = False,
     ) -> Awaitable[list[Any]]:
         """What every batch method does: check the limit, merge the kwargs once, run ``one`` per input in order."""
         limit = check_concurrency(max_concurrency, self._batch_concurrency)
+        guard = fail_fast_for(stop_on_systematic_failure)
         merged = self._call_kwargs(stop, model_kwargs)
         return run_batch(
             lambda item: one(item, merged, timeout),
             inputs,
             max_concurrency=limit,
             return_exceptions=return_exceptions,
+            fail_fast=guard,
         )
 
     def _weight(self, characters: int, kwargs: Mapping[str, Any]) -> float:
@@ -299,6 +302,7 @@ class ModelBase(Generic[In, Out]):
         return_exceptions: Literal[False] = ...,
         stop: str | list[str] | None = ...,
         timeout: TimeoutLike | None = ...,
+        stop_on_systematic_failure: bool | FailFast = ...,
         **model_kwargs: Any,
     ) -> list[Out]: ...
 
@@ -311,6 +315,7 @@ class ModelBase(Generic[In, Out]):
         return_exceptions: Literal[True],
         stop: str | list[str] | None = ...,
         timeout: TimeoutLike | None = ...,
+        stop_on_systematic_failure: bool | FailFast = ...,
         **model_kwargs: Any,
     ) -> list[Out | Exception]: ...
 
@@ -323,6 +328,7 @@ class ModelBase(Generic[In, Out]):
         return_exceptions: bool,
         stop: str | list[str] | None = ...,
         timeout: TimeoutLike | None = ...,
+        stop_on_systematic_failure: bool | FailFast = ...,
         **model_kwargs: Any,
     ) -> list[Out] | list[Out | Exception]: ...
 
@@ -334,6 +340,7 @@ class ModelBase(Generic[In, Out]):
         return_exceptions: bool = False,
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
+        stop_on_systematic_failure: bool | FailFast = False,
         **model_kwargs: Any,
     ) -> list[Out] | list[Out | Exception]:
         """Run every input concurrently (at most ``max_concurrency`` at once, default 32); results in input order.
@@ -342,8 +349,24 @@ class ModelBase(Generic[In, Out]):
         ``return_exceptions=True`` a failed input gets its exception at its index instead of failing the whole
         batch; otherwise the first failure cancels the rest and is raised. Call-time ``model_kwargs`` and
         ``stop`` apply to every input of this batch.
+
+        ``stop_on_systematic_failure=True`` (off by default: a library call's failures are the caller's to
+        see) stops a batch whose last 20 finished calls all failed the same way for a reason no retry fixes
+        (a wrong key, path or deployment, the same 400 for every input, a refused connection: the rule of
+        :class:`~azml_client._models._batch.FailFast`, which may be passed instead of True for another
+        threshold): no more inputs are sent and :class:`~azml_client.SystematicFailureError` is raised, even
+        with ``return_exceptions=True``. Transient faults and throttling never stop a batch.
         """
-        return await self._run_batch(self._one, inputs, max_concurrency, return_exceptions, stop, timeout, model_kwargs)
+        return await self._run_batch(
+            self._one,
+            inputs,
+            max_concurrency,
+            return_exceptions,
+            stop,
+            timeout,
+            model_kwargs,
+            stop_on_systematic_failure,
+        )
 
     def abatch_as_completed(
         self,
@@ -352,16 +375,23 @@ class ModelBase(Generic[In, Out]):
         max_concurrency: int | None = None,
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
+        stop_on_systematic_failure: bool | FailFast = False,
         **model_kwargs: Any,
     ) -> AsyncIterator[tuple[int, Out | Exception]]:
         """Yield ``(input index, result or exception)`` as each call finishes.
 
         ``inputs`` may be any iterable or async iterable and is read lazily, so memory stays flat however
-        many there are. Failures are yielded, not raised. Leaving the loop early cancels what is running.
+        many there are. Failures are yielded, not raised. Leaving the loop early cancels what is running. If
+        ``inputs`` raises, the results of the inputs already taken are yielded first, then its error is raised.
+        ``stop_on_systematic_failure`` (off by default) is :meth:`abatch`'s: once it trips no more inputs are
+        taken, the calls running are yielded, then :class:`~azml_client.SystematicFailureError` is raised.
         """
         limit = check_concurrency(max_concurrency, self._batch_concurrency)
+        guard = fail_fast_for(stop_on_systematic_failure)
         merged = self._call_kwargs(stop, model_kwargs)
-        return run_as_completed(lambda item: self._one(item, merged, timeout), inputs, max_concurrency=limit)
+        return run_as_completed(
+            lambda item: self._one(item, merged, timeout), inputs, max_concurrency=limit, fail_fast=guard
+        )
 
     @overload
     def batch(

@@ -4,7 +4,9 @@ as it finishes, resume after a crash, and a graceful stop on Ctrl-C.
 Memory stays flat whatever the input's size: the input is read one line at a time (twice: a first pass keeps
 only the ids, to refuse repeated ids before anything is sent), at most ``concurrency`` requests are in flight,
 and a result is written (one ``write`` per line) as soon as it is known; only ``--ordered`` holds finished
-results back, at most a window of ``4 * concurrency`` of them, until the ones before them are written.
+results back, at most a window of ``max(4 * concurrency, 8192)`` of them (a few MB of result lines), until the
+ones before them are written. The window is wide so that a line waiting out its retries' backoff (a second or
+two) does not stall the lines after it: at 5% transient faults ``--ordered`` costs about as much as unordered.
 
 Stdin (or any other pipe) can be read only once, so it is first copied to a temporary file (on disk, not in
 memory) and the batch starts when it ends; that also gives the progress line its total.
@@ -28,6 +30,12 @@ import orjson
 
 from azml_client._exceptions import ConfigurationError
 from azml_client._models import LLM, ChatModel
+from azml_client._models._batch import (
+    DEFAULT_BATCH_CONCURRENCY,
+    SYSTEMATIC_FAILURE_THRESHOLD,
+    FailFast,
+    failure_kind,
+)
 from azml_client._types import Usage
 from azml_client.cli._jobs import IdSet, InputFormat, InputScan, Job, detect_format, iter_jobs, scan_input
 from azml_client.cli._output import LineWriter, ResumeState, open_output, prepare_resume
@@ -36,6 +44,7 @@ from azml_client.cli._report import BatchStats, ProgressBar, summary_lines
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_GRACE",
+    "EXIT_SYSTEMATIC",
     "BatchError",
     "BatchJob",
     "BatchOptions",
@@ -43,12 +52,16 @@ __all__ = [
     "exit_code",
 ]
 
-#: Requests in flight unless ``--concurrency`` says otherwise.
-DEFAULT_CONCURRENCY: Final = 32
+#: Requests in flight unless ``--concurrency`` says otherwise (the core batch default).
+DEFAULT_CONCURRENCY: Final = DEFAULT_BATCH_CONCURRENCY
+#: The exit status of a batch stopped early because its requests failed systematically (see ``FailFast``).
+EXIT_SYSTEMATIC: Final = 3
 #: Seconds that requests in flight get to finish after Ctrl-C before they are abandoned.
 DEFAULT_GRACE: Final = 5.0
-#: ``--ordered`` holds at most this many finished results per unit of concurrency.
+#: ``--ordered`` holds at most this many finished results per unit of concurrency...
 ORDER_WINDOW_FACTOR: Final = 4
+#: ... and at least this many: wide enough to cover a few seconds of results behind one slow retry.
+ORDER_WINDOW_MIN: Final = 8192
 
 
 class BatchError(Exception):
@@ -72,6 +85,8 @@ class BatchOptions:
         grace: seconds in-flight requests get after Ctrl-C.
         progress: show the progress line; ``None`` shows it when stderr is a terminal.
         resume_command: the command line that resumes this run, printed after an interruption.
+        fail_fast: stop taking inputs once this many finished requests in a row failed the same systematic way
+            (the rule of :class:`~azml_client._models._batch.FailFast`); 0 never stops.
     """
 
     input: str
@@ -86,16 +101,19 @@ class BatchOptions:
     grace: float = DEFAULT_GRACE
     progress: bool | None = None
     resume_command: str | None = None
+    fail_fast: int = SYSTEMATIC_FAILURE_THRESHOLD
 
 
 @attrs.frozen(slots=True)
 class _Result:
-    """One finished job: its output line and what the counters need."""
+    """One finished job: its output line and what the counters and the systematic-failure rule need."""
 
     line: bytes
     ok: bool
     attempts: int
     usage: Usage | None
+    error: Exception | None = None
+    kind: str | None = None
 
 
 class BatchRunner:
@@ -111,7 +129,11 @@ class BatchRunner:
         writer: where result lines go.
         stats: the counters to update.
         concurrency: the most requests in flight.
-        ordered: write in input order (holding back at most ``4 * concurrency`` finished results).
+        ordered: write in input order (holding back at most ``max(4 * concurrency, 8192)`` finished results).
+        order_window: with ``ordered``, the most finished results held back (default
+            ``max(4 * concurrency, 8192)``).
+        fail_fast: the systematic-failure rule; once it trips no new job is taken, the ones in flight finish
+            and are written, and ``stats.systematic`` holds its error.
     """
 
     def __init__(
@@ -123,14 +145,17 @@ class BatchRunner:
         stats: BatchStats,
         concurrency: int,
         ordered: bool = False,
+        fail_fast: FailFast | None = None,
+        order_window: int | None = None,
     ) -> None:
         self._llm = llm
+        self._guard = fail_fast
         self._chat = chat
         self._writer = writer
         self._stats = stats
         self._concurrency = concurrency
         self._ordered = ordered
-        self._window = ORDER_WINDOW_FACTOR * concurrency
+        self._window = order_window or max(ORDER_WINDOW_FACTOR * concurrency, ORDER_WINDOW_MIN)
         self._taken = 0
         self._next_write = 0
         self._held: dict[int, _Result] = {}
@@ -196,12 +221,24 @@ class BatchRunner:
             self._taken += 1
             if self._ordered and not await self._admit(seq):
                 return
+            if self._guard is not None:
+                self._guard.taken()
             self._stats.in_flight += 1
             try:
                 result = await self.send(job)
             finally:
                 self._stats.in_flight -= 1
+            self._stats.sent(result.attempts)
+            if self._guard is not None and self._guard.observe(result.error or result) is not None:
+                self._stop_systematic()
             self._emit(seq, result)
+
+    def _stop_systematic(self) -> None:
+        """The rule tripped: take no new job; the ones in flight finish (they fail fast) and are written."""
+        if self._stats.systematic is None and self._guard is not None:
+            self._stats.systematic = self._guard.error
+        self._stopping = True
+        self._advanced.set()
 
     async def _admit(self, seq: int) -> bool:
         """Wait until ``seq`` is inside the order window; False when the run stops meanwhile."""
@@ -222,7 +259,7 @@ class BatchRunner:
 
     def _write(self, result: _Result) -> None:
         self._writer.write(result.line)
-        self._stats.record(result.ok, result.attempts, result.usage)
+        self._stats.record(result.ok, result.attempts, result.usage, result.kind)
 
     async def send(self, job: Job) -> _Result:
         """Send one job and return its result line; a failure becomes a line with an ``error``, never raises."""
@@ -232,6 +269,7 @@ class BatchRunner:
         usage: Usage | None = None
         tool_calls: list[dict[str, Any]] = []
         error: dict[str, str] | None = None
+        failure: Exception | None = None
         try:
             if job.messages is not None:
                 if self._chat is None:
@@ -249,6 +287,7 @@ class BatchRunner:
                 call = completion.call
             attempts = call.attempts if call is not None else 1
         except Exception as exc:  # every failure of one input becomes its error line
+            failure = exc
             error = {"type": type(exc).__name__, "message": str(exc)}
             attempts = getattr(exc, "attempts", 0 if isinstance(exc, ConfigurationError) else 1)
         record: dict[str, Any] = {
@@ -263,14 +302,19 @@ class BatchRunner:
         if tool_calls:
             record["tool_calls"] = tool_calls
         line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-        return _Result(line, error is None, attempts, usage)
+        return _Result(
+            line, failure is None, attempts, usage, failure, None if failure is None else failure_kind(failure)
+        )
 
 
 def exit_code(stats: BatchStats) -> int:
     """0 when every line of OUT succeeded, 1 when some failed (in this run or, on resume, an earlier one),
-    128 + the signal number after an interruption."""
+    3 (:data:`EXIT_SYSTEMATIC`) when the run stopped early on a systematic failure, 128 + the signal number
+    after an interruption."""
     if stats.interrupted is not None:
         return 128 + int(getattr(signal, stats.interrupted, signal.SIGINT))
+    if stats.systematic is not None:
+        return EXIT_SYSTEMATIC
     return 1 if stats.failed or stats.resumed_failed else 0
 
 
@@ -464,6 +508,8 @@ class BatchJob:
             self.note(line)
         if self.stats.interrupted:
             self.note(_resume_advice(options, self.stats))
+        elif self.stats.systematic is not None:
+            self.note(_systematic_advice(options, self.stats))
 
 
 def _same_file(first: str, second: str) -> bool:
@@ -494,6 +540,21 @@ def _resume_advice(options: BatchOptions, stats: BatchStats) -> str:
     )
 
 
+def _systematic_advice(options: BatchOptions, stats: BatchStats) -> str:
+    error = stats.systematic
+    assert error is not None
+    left = stats.total - stats.done
+    command = options.resume_command or "the same command with --resume"
+    if "--retry-failed" not in command:
+        command += " --retry-failed"
+    return (
+        f"azml: stopped early: the last {error.count} finished requests all failed the same way "
+        f"({error.kind}); {error.sent} inputs were sent, {left} were not. Fix the cause (the key, the URL, the "
+        f"deployment, the endpoint), then finish the run, sending the failed lines again:\n  {command}\n"
+        f"  last error: {error.error}"
+    )
+
+
 async def _execute(
     options: BatchOptions,
     stats: BatchStats,
@@ -505,7 +566,13 @@ async def _execute(
 ) -> None:
     show_progress = options.progress if options.progress is not None else err.isatty()
     runner = BatchRunner(
-        llm=llm, chat=chat, writer=writer, stats=stats, concurrency=options.concurrency, ordered=options.ordered
+        llm=llm,
+        chat=chat,
+        writer=writer,
+        stats=stats,
+        concurrency=options.concurrency,
+        ordered=options.ordered,
+        fail_fast=FailFast(options.fail_fast) if options.fail_fast > 0 else None,
     )
     progress = ProgressBar(stats, err) if show_progress else None
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import orjson
 
-from azml_client._config import DEFAULT_MAX_CONNECTIONS, ApiType, RetryPolicy
+from azml_client._config import DEFAULT_MAX_CONNECTIONS, ApiType, RateLimit, RetryPolicy
 from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import DEFAULT_CHAT_FORMATTER, default_formatter_name, get_formatter
 from azml_client._models import LLM, ChatModel
@@ -85,6 +85,13 @@ def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--timeout", metavar="SECONDS", type=positive_seconds, help="total time allowed per request")
     group.add_argument("--max-retries", metavar="N", type=non_negative_int, help="retries per request (default 2)")
     group.add_argument("--api-key-file", metavar="PATH", help="read the key from this file (first line)")
+    proxy = group.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send every request through this http(s) proxy (default: HTTPS_PROXY / HTTP_PROXY / NO_PROXY)",
+    )
+    proxy.add_argument("--no-proxy", action="store_true", help="connect directly, ignoring HTTP_PROXY / HTTPS_PROXY")
 
 
 def read_key_file(path: str) -> str:
@@ -118,6 +125,8 @@ class EndpointSettings:
     timeout: float | None = None
     max_retries: int | None = None
     api_key_file: str | None = None
+    proxy: str | None = None
+    no_proxy: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EndpointSettings:
@@ -132,10 +141,28 @@ class EndpointSettings:
             timeout=args.timeout,
             max_retries=args.max_retries,
             api_key_file=args.api_key_file,
+            proxy=args.proxy,
+            no_proxy=args.no_proxy,
         )
 
-    def client(self, *, concurrency: int | None = None) -> EndpointClient:
+    @property
+    def proxy_setting(self) -> str | Literal[False] | None:
+        """The client's ``proxy=``: the ``--proxy`` URL, False for ``--no-proxy``, else None (the environment's)."""
+        if self.no_proxy:
+            return False
+        return self.proxy
+
+    def client(
+        self,
+        *,
+        concurrency: int | None = None,
+        rate_limit: RateLimit | None = None,
+        batch: bool = False,
+    ) -> EndpointClient:
         """Build the transport; the pool is made large enough for ``concurrency`` requests in flight.
+
+        ``rate_limit`` is the quota the client keeps (``azml batch --rpm/--tpm``); ``batch`` builds the client
+        of ``azml batch``, whose 429s wait their turn (``on_throttle="wait"``) instead of failing a line.
 
         Raises:
             ConfigurationError: a missing or bad URL, api type, timeout or key file.
@@ -155,6 +182,9 @@ class EndpointSettings:
             timeout=self.timeout,
             retry=retry,
             max_connections=max(DEFAULT_MAX_CONNECTIONS, concurrency or 0),
+            proxy=self.proxy_setting,
+            rate_limit=rate_limit,
+            on_throttle="wait" if batch else None,
         )
 
     def llm(self, client: EndpointClient) -> LLM:

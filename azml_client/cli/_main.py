@@ -1,7 +1,8 @@
 """The ``azml`` command line: argument parsing and the commands complete, chat, batch, mock-server and demo.
 
 Each command runs at most one ``asyncio.run``; below it everything is async. Exit codes: 0 success, 1 a request
-(or some batch lines) failed, 2 a usage or input error found before anything was sent, 128 + N after signal N.
+(or some batch lines) failed, 2 a usage or input error found before anything was sent, 3 a batch stopped early
+on a systematic failure, 128 + N after signal N.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from typing import Any, Final
 
 import orjson
 
+from azml_client._config import RateLimit
 from azml_client._exceptions import AzureMLError, ConfigurationError
+from azml_client._models._batch import SYSTEMATIC_FAILURE_THRESHOLD
 from azml_client._version import __version__
 from azml_client.cli._argtypes import non_negative_int, positive_int, positive_seconds, probability, seconds
 from azml_client.cli._batch import (
     DEFAULT_CONCURRENCY,
     DEFAULT_GRACE,
+    EXIT_SYSTEMATIC,
     BatchError,
     BatchJob,
     BatchOptions,
@@ -55,6 +59,9 @@ Ids must be unique: the input is checked before anything is sent (stdin is first
 Output: one JSON line per input with id, output, finish_reason, usage, error ({type, message} or null),
 attempts and latency_ms, written (and flushed) as each finishes. After a crash or Ctrl-C, run again with
 --resume: ids already in OUT are skipped and an unfinished last line is redone.
+A batch whose last K (--fail-fast, 20) finished requests all failed the same way for a reason no retry fixes
+(a wrong key or path, the same 400, a dead port) stops taking inputs and exits 3, summarising failures by kind;
+fix the cause and finish it with --resume --retry-failed. 5xx, timeouts and 429s never stop it (429s wait).
 """
 
 
@@ -102,8 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--resume", action="store_true", help="finish the run OUT holds, skipping ids already there")
     batch.add_argument("--retry-failed", action="store_true", help="with --resume: send the lines that failed again")
     batch.add_argument(
-        "--ordered", action="store_true", help="write results in input order (OUT then stays in order across --resume)"
+        "--ordered",
+        action="store_true",
+        help="write results in input order (OUT then stays in order across --resume); finished results wait "
+        "behind a slower one, up to max(4 x N, 8192) lines in memory, so it costs about as much as unordered "
+        "unless one request takes as long as thousands of others (a hung one stalls it until its timeout)",
     )
+    batch.add_argument(
+        "--fail-fast",
+        metavar="K",
+        type=non_negative_int,
+        default=SYSTEMATIC_FAILURE_THRESHOLD,
+        help=f"stop taking inputs once K finished requests in a row failed the same systematic way (401, 403, "
+        f"404, the same 400, connection refused, DNS; never 5xx, timeouts or 429); exit {EXIT_SYSTEMATIC}; "
+        f"0: never stop (default {SYSTEMATIC_FAILURE_THRESHOLD})",
+    )
+    batch.add_argument("--rpm", metavar="N", type=positive_int, help="the endpoint's requests-per-minute quota to keep")
+    batch.add_argument("--tpm", metavar="N", type=positive_int, help="the endpoint's tokens-per-minute quota to keep")
     batch.add_argument("--skip-invalid", action="store_true", help="skip malformed input lines instead of stopping")
     batch.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     batch.add_argument(
@@ -322,10 +344,14 @@ def _batch(args: argparse.Namespace, argv: list[str]) -> int:
         grace=args.grace,
         progress=False if args.no_progress else None,
         resume_command=_resume_command(argv),
+        fail_fast=args.fail_fast,
     )
+    rate_limit = None
+    if args.rpm is not None or args.tpm is not None:
+        rate_limit = RateLimit(requests_per_minute=args.rpm, tokens_per_minute=args.tpm)
 
     # The client checks the endpoint settings before the input is read; it opens no connection until run().
-    client = settings.client(concurrency=options.concurrency)
+    client = settings.client(concurrency=options.concurrency, rate_limit=rate_limit, batch=True)
     with BatchJob(options) as job:
         job.prepare()
         llm, chat = settings.batch_models(client, job.needs_completion, job.needs_chat)

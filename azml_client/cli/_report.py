@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import shutil
 import time
@@ -10,6 +11,7 @@ from typing import Final, TextIO
 
 import attrs
 
+from azml_client._exceptions import SystematicFailureError
 from azml_client._types import Usage
 
 __all__ = ["PROGRESS_INTERVAL", "BatchStats", "ProgressBar", "format_duration", "render_progress", "summary_lines"]
@@ -26,8 +28,11 @@ class BatchStats:
         total: the inputs this run has to send (those already in OUT excluded).
         succeeded: result lines written without an error.
         failed: result lines written with an error.
-        retries: attempts beyond the first, over every written line.
-        requests: HTTP attempts, over every written line.
+        retries: attempts beyond the first, over every finished request (written or not).
+        requests: HTTP attempts, over every finished request (written or not: a write failure does not
+            hide the requests that were sent).
+        failure_kinds: failed lines written, by kind (``"AuthenticationError (HTTP 401)"``: type and status).
+        systematic: the error that stopped the run early because its requests failed systematically.
         prompt_tokens, completion_tokens, total_tokens: the usage the endpoint reported.
         in_flight: requests being sent now.
         resumed: lines an earlier run left in OUT (skipped now).
@@ -55,6 +60,8 @@ class BatchStats:
     abandoned: int = 0
     unwritten: int = 0
     interrupted: str | None = None
+    failure_kinds: collections.Counter[str] = attrs.Factory(collections.Counter)
+    systematic: SystematicFailureError | None = None
     started: float = attrs.Factory(time.monotonic)
     ended: float | None = None
 
@@ -74,14 +81,18 @@ class BatchStats:
         elapsed = self.elapsed
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def record(self, ok: bool, attempts: int, usage: Usage | None) -> None:
-        """Count one written line."""
+    def sent(self, attempts: int) -> None:
+        """Count the HTTP attempts of one finished request (counted when it finishes, before it is written)."""
+        self.requests += attempts
+        self.retries += max(attempts - 1, 0)
+
+    def record(self, ok: bool, attempts: int, usage: Usage | None, kind: str | None = None) -> None:
+        """Count one written line (its attempts are counted by :meth:`sent`); ``kind``: a failure's kind."""
         if ok:
             self.succeeded += 1
         else:
             self.failed += 1
-        self.requests += attempts
-        self.retries += max(attempts - 1, 0)
+            self.failure_kinds[kind or "error"] += 1
         if usage is not None:
             self.prompt_tokens += usage.prompt_tokens or 0
             self.completion_tokens += usage.completion_tokens or 0
@@ -177,10 +188,11 @@ def summary_lines(stats: BatchStats, output: str) -> list[str]:
     """The summary printed when a batch ends: outcome, timing, retries, tokens and where the lines are."""
     elapsed = stats.elapsed
     rate = stats.done / elapsed if elapsed > 0 else 0.0
-    verdict = "stopped early" if stats.interrupted else "done"
+    stopped = stats.interrupted is not None or stats.systematic is not None
+    verdict = "stopped early" if stopped else "done"
     lines = [
         f"azml batch {verdict}: {stats.succeeded} succeeded, {stats.failed} failed"
-        + (f" (of {stats.total})" if stats.interrupted else ""),
+        + (f" (of {stats.total})" if stopped else ""),
         f"  elapsed {elapsed:.2f} s, {rate:.1f} req/s; {_count(stats.requests, 'HTTP request')} "
         f"({_count(stats.retries, 'retry', 'retries')})",
     ]
@@ -204,6 +216,12 @@ def summary_lines(stats: BatchStats, output: str) -> list[str]:
         )
     if stats.invalid:
         lines.append(f"  skipped {_count(stats.invalid, 'malformed input line')}")
+    if stats.failure_kinds:
+        lines.append("  failures by kind:")
+        kinds = stats.failure_kinds.most_common()
+        lines.extend(f"    {count:>7}  {kind}" for kind, count in kinds[:8])
+        if len(kinds) > 8:
+            lines.append(f"    {sum(count for _, count in kinds[8:]):>7}  of {len(kinds) - 8} other kinds")
     if stats.failed or stats.resumed_failed:
         lines.append('  failed lines carry {"error": {"type", "message"}}; --resume --retry-failed sends them again')
     return lines

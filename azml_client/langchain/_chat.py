@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
@@ -26,6 +26,7 @@ from azml_client._formatters import ContentFormatterBase
 from azml_client._models import ChatModel
 from azml_client._types import ChatChunk
 from azml_client.langchain._formatters import lc_chat_formatter
+from azml_client.langchain._llm import per_input_configs
 from azml_client.langchain._messages import chat_result, stream_chunk, to_core_messages
 from azml_client.langchain._settings import EndpointSettings, PreparedCall
 
@@ -124,6 +125,36 @@ class AzureMLChatOnlineEndpoint(BaseChatModel, EndpointSettings):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """Standard tracing parameters (provider ``azureml``; a call's ``model`` names the model)."""
         return self._ls_params("chat", stop, kwargs)
+
+    # ------------------------------------------------------------------ batches
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Answer every input, at most ``max_concurrency`` (the config's, else the model's, else 32) at once."""
+        if not inputs:
+            return []
+        configs = per_input_configs(config, len(inputs), self.max_concurrency)
+        return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Answer every input concurrently, at most ``max_concurrency`` (config's, model's, else 32) at once."""
+        if not inputs:
+            return []
+        configs = per_input_configs(config, len(inputs), self.max_concurrency)
+        return await super().abatch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
 
     # ------------------------------------------------------------------ calls
 

@@ -13,10 +13,11 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_config_list
 
 from azml_client import LLM, Completion, CompletionChoice, ContentFormatterBase, Usage
+from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY
 from azml_client.langchain._messages import usage_metadata
 from azml_client.langchain._settings import EndpointSettings
 
@@ -39,6 +40,22 @@ def _batch_window(config: RunnableConfig | list[RunnableConfig] | None, count: i
         yield configs
     finally:
         _BATCH_LIMIT.reset(token)
+
+
+def per_input_configs(
+    config: RunnableConfig | list[RunnableConfig] | None, count: int, default: int | None
+) -> list[RunnableConfig]:
+    """The configs of a batch run one input at a time (each its own result or exception), with a width.
+
+    The width is the config's ``max_concurrency``, else the model's, else the core default
+    (:data:`~azml_client._models._batch.DEFAULT_BATCH_CONCURRENCY`, 32): the same bound for ``batch`` and
+    ``abatch`` of both adapters as for the core models' ``abatch``. The client's adaptive limit may keep fewer
+    in flight (it starts at 8 and grows on healthy answers).
+    """
+    configs = get_config_list(config, count)
+    limit = configs[0].get("max_concurrency") if configs else None
+    width = limit or default or DEFAULT_BATCH_CONCURRENCY
+    return [{**each, "max_concurrency": width} for each in configs]
 
 
 class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
@@ -110,7 +127,15 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[str]:
-        """Complete every input; ``max_concurrency`` in the config caps requests in flight over the whole batch."""
+        """Complete every input; ``max_concurrency`` in the config caps requests in flight over the whole batch.
+
+        The default cap is the model's ``max_concurrency``, else 32 (as the core ``abatch``). With
+        ``return_exceptions=True`` each input is its own call, so a failing prompt gets its exception and the
+        others their answers.
+        """
+        if return_exceptions and inputs:
+            configs = per_input_configs(config, len(inputs), self.max_concurrency)
+            return Runnable.batch(self, inputs, configs, return_exceptions=True, **kwargs)
         with _batch_window(config, len(inputs)) as configs:
             return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
 
@@ -122,7 +147,15 @@ class AzureMLOnlineEndpoint(BaseLLM, EndpointSettings):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[str]:
-        """Complete every input concurrently; ``max_concurrency`` caps requests in flight (a sliding window)."""
+        """Complete every input concurrently; ``max_concurrency`` caps requests in flight (a sliding window).
+
+        The default cap is the model's ``max_concurrency``, else 32 (as the core ``abatch``). With
+        ``return_exceptions=True`` each input is its own call, so a failing prompt gets its exception and the
+        others their answers.
+        """
+        if return_exceptions and inputs:
+            configs = per_input_configs(config, len(inputs), self.max_concurrency)
+            return await Runnable.abatch(self, inputs, configs, return_exceptions=True, **kwargs)
         with _batch_window(config, len(inputs)) as configs:
             return await super().abatch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
 

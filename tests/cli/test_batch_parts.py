@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tracemalloc
 from collections.abc import Iterator
@@ -257,7 +258,9 @@ async def test_runner_reads_its_input_lazily(tmp_path: Path, ordered: bool) -> N
     async with MockEndpoint(latency=0.002) as ep:
         ep.enqueue(Fault.delay(0.3))  # the first job finishes late: --ordered holds the others back
         async with LLM(ep.url, "key") as llm:
-            runner = BatchRunner(llm=llm, chat=None, writer=writer, stats=stats, concurrency=4, ordered=ordered)
+            runner = BatchRunner(
+                llm=llm, chat=None, writer=writer, stats=stats, concurrency=4, ordered=ordered, order_window=16
+            )
             await runner.run(jobs())
     writer.close()
     assert (stats.succeeded, stats.failed) == (120, 0)
@@ -267,3 +270,23 @@ async def test_runner_reads_its_input_lazily(tmp_path: Path, ordered: bool) -> N
     assert sorted(ids) == list(range(1, 121))
     assert (ids == sorted(ids)) is ordered
     assert all(result["output"] == echo_text(f"prompt {result['id']}") for result in results)
+
+
+async def test_ordered_keeps_sending_behind_a_slow_line(tmp_path: Path) -> None:
+    """The default order window is wide (8192 lines): one line waiting out a retry does not stall the rest."""
+    out = tmp_path / "out.jsonl"
+    writer = open_output(str(out), append=False, overwrite=False)
+    stats = BatchStats(total=400)
+    jobs = (Job(number, number, prompt=f"prompt {number}") for number in range(1, 401))
+    async with MockEndpoint(latency=0.002) as ep:
+        ep.enqueue(Fault.delay(1.0))  # the first line is slow
+        async with LLM(ep.url, "key") as llm:
+            runner = BatchRunner(llm=llm, chat=None, writer=writer, stats=stats, concurrency=4, ordered=True)
+            task = asyncio.ensure_future(runner.run(jobs))
+            await asyncio.sleep(0.8)
+            sent_behind = ep.request_count
+            await task
+    writer.close()
+    assert sent_behind > 100  # with the old 4 x concurrency window: 16
+    ids = [orjson.loads(line)["id"] for line in out.read_bytes().splitlines()]
+    assert ids == list(range(1, 401))

@@ -582,3 +582,202 @@ def test_a_missing_url_names_the_flag_not_the_python_keyword() -> None:
     assert done.returncode == 2, done.stderr
     assert "--endpoint-url" in done.stderr
     assert "endpoint_url=" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------ systematic failures
+
+
+def dead_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound once, then closed)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("case", "kind"),
+    [
+        ("wrong key", "AuthenticationError (HTTP 401)"),
+        ("wrong path", "NotFoundError (HTTP 404)"),
+        ("dead port", "APIConnectionError (connection refused)"),
+    ],
+)
+async def test_a_systematic_failure_stops_the_batch_early_and_resumes(
+    ep: MockEndpoint, tmp_path: Path, case: str, kind: str
+) -> None:
+    lines = prompts(5000)
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    url = {
+        "wrong key": ep.url,
+        "wrong path": ep.url.rstrip("/") + "/scroe",
+        "dead port": f"http://127.0.0.1:{dead_port()}",
+    }
+    env = azml_env(url[case], key="wrong-key" if case == "wrong key" else KEY)
+    started = time.monotonic()
+    run = await azml("batch", str(source), "-o", str(out), env=env, timeout=60)
+    assert run.returncode == 3, run.stderr
+    assert time.monotonic() - started < 20
+    written = line_count(out)
+    assert 20 <= written < 200  # far fewer than 5,000
+    if case != "dead port":
+        assert ep.request_count == written  # every request sent has its line; nothing else was sent
+    assert f"the last 20 finished requests all failed the same way ({kind})" in run.stderr
+    assert "failures by kind:" in run.stderr
+    assert f"{written:>7}  {kind}" in run.stderr  # type + status + count
+    assert f"0 succeeded, {written} failed (of 5000)" in run.stderr
+    assert "--resume --retry-failed" in run.stderr
+    # Fixed: the same command with --resume --retry-failed finishes the run, every line once.
+    ep.reset()
+    run = await azml(
+        "batch", str(source), "-o", str(out), "--resume", "--retry-failed", env=azml_env(ep.url), timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert_complete(read_results(out), lines)
+    assert ep.request_count == 5000
+
+
+async def test_transient_faults_never_stop_a_batch(tmp_path: Path) -> None:
+    lines = prompts(3000)
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    async with MockEndpoint(api_key=KEY, fault_rate=0.1, fault_kinds=["503", "500", "drop", "408"], seed=7) as ep:
+        # First 60 answers in a row are transient failures (429s, waited on, among them): still no stop.
+        ep.enqueue(
+            *[Fault.status(503), Fault.status(500), Fault.drop(), Fault.status(429, headers={"retry-after-ms": "5"})]
+            * 15
+        )
+        run = await azml("batch", str(source), "-o", str(out), "--max-retries", "0", env=azml_env(ep.url), timeout=120)
+    assert run.returncode == 1, run.stderr
+    results = read_results(out)
+    assert len(results) == 3000
+    failed = [r for r in results if r["error"] is not None]
+    assert 250 < len(failed) < 450
+    assert "stopped early" not in run.stderr
+    assert "failures by kind:" in run.stderr
+    assert "ServerError (HTTP 503)" in run.stderr
+
+
+async def test_fail_fast_0_sends_everything(ep: MockEndpoint, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", prompts(60))
+    out = tmp_path / "out.jsonl"
+    run = await azml("batch", str(source), "-o", str(out), "--fail-fast", "0", env=azml_env(ep.url, key="wrong"))
+    assert run.returncode == 1, run.stderr
+    assert ep.request_count == line_count(out) == 60
+    assert "     60  AuthenticationError (HTTP 401)" in run.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+async def test_a_write_failure_still_counts_the_requests_sent(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", prompts(200))
+    async with MockEndpoint(api_key=KEY, latency=0.05) as ep:
+        run = await azml("batch", str(source), "-o", "/dev/full", "--overwrite", env=azml_env(ep.url))
+        sent = ep.request_count
+    assert run.returncode == 1
+    assert "No space left on device" in run.stderr
+    assert sent > 0
+    import re
+
+    counted = re.search(r"(\d+) HTTP requests?", run.stderr)
+    assert counted is not None, run.stderr
+    assert 0 < int(counted.group(1)) <= sent
+
+
+# ------------------------------------------------------------------------------------ quotas and proxies
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--rpm", "480"), ("--tpm", "2000")])
+async def test_rpm_and_tpm_pace_the_batch_within_the_quota(tmp_path: Path, flag: str, value: str) -> None:
+    # The endpoint allows 600 RPM / 2400 TPM; the batch is told a little less: 480 RPM is 8 requests a second;
+    # 2000 TPM is 33 tokens a second, and each line is estimated at 1 (prompt) + 16 (max_tokens default) tokens.
+    count, per_second = (30, 8.0) if flag == "--rpm" else (12, 2000 / 60 / 17)
+    lines = [{"id": f"p{i}", "prompt": f"p{i:02d}"} for i in range(count)]
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    quota = {"requests_per_minute": 600} if flag == "--rpm" else {"tokens_per_minute": 2400}
+    async with MockEndpoint(api_key=KEY, **quota) as ep:  # type: ignore[arg-type]
+        started = time.monotonic()
+        run = await azml("batch", str(source), "-o", str(out), flag, value, env=azml_env(ep.url), timeout=60)
+        elapsed = time.monotonic() - started
+        assert run.returncode == 0, run.stderr
+        assert ep.quota_throttled_count == 0  # paced below the quota: never refused
+    assert elapsed >= (count - 1) / per_second * 0.8
+    assert len(read_results(out)) == count
+
+
+async def test_without_rpm_the_same_batch_is_refused_and_waits(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", prompts(30))
+    out = tmp_path / "out.jsonl"
+    async with MockEndpoint(api_key=KEY, requests_per_minute=600) as ep:
+        run = await azml("batch", str(source), "-o", str(out), "--max-retries", "0", env=azml_env(ep.url), timeout=60)
+        # on_throttle="wait": the 429s wait their turn and are sent again, even with --max-retries 0.
+        assert run.returncode == 0, run.stderr
+        assert ep.quota_throttled_count > 0
+    assert_complete(read_results(out), prompts(30))
+
+
+async def test_no_proxy_ignores_a_dead_http_proxy(ep: MockEndpoint) -> None:
+    dead = f"http://127.0.0.1:{dead_port()}"
+    env = azml_env(ep.url, HTTP_PROXY=dead, http_proxy=dead, NO_PROXY="", no_proxy="")
+    run = await azml("complete", "hi", "--max-retries", "0", env=env)
+    assert run.returncode == 1  # the environment's proxy is honoured by default, and it is dead
+    assert "proxy" in run.stderr
+    run = await azml("complete", "hi", "--no-proxy", env=env)
+    assert (run.returncode, run.stdout) == (0, "echo: hi\n"), run.stderr
+    run = await azml("complete", "hi", "--proxy", dead, "--no-proxy", env=env)
+    assert run.returncode == 2  # one or the other
+
+
+def test_proxy_flags_map_to_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azml_client.cli._endpoint import EndpointSettings
+    from azml_client.cli._main import build_parser
+
+    monkeypatch.setenv("HTTP_PROXY", "http://env-proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    parser = build_parser()
+
+    def client_of(*flags: str) -> Any:
+        args = parser.parse_args(["complete", "hi", "--endpoint-url", "http://10.1.2.3/score", *flags])
+        return EndpointSettings.from_args(args).client()
+
+    assert client_of().proxy == "http://env-proxy.example:3128"
+    assert client_of("--no-proxy").proxy is None
+    assert client_of("--proxy", "http://other.example:8080").proxy == "http://other.example:8080"
+    batch = parser.parse_args(["batch", "in", "-o", "out", "--rpm", "60", "--tpm", "1000"])
+    assert (batch.rpm, batch.tpm, batch.fail_fast) == (60, 1000, 20)
+
+
+async def test_chat_stream_cut_short_prints_one_line_not_a_traceback() -> None:
+    """A 200 ``application/json`` answer promising more bytes than it sends, then closing: one error line, exit 1."""
+    from aiohttp import web
+
+    async def cut_short(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = 1000
+        await response.prepare(request)
+        await response.write(b'{"id": "x", "choices": [{"inde')
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", cut_short)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        env = azml_env(url, AZUREML_ENDPOINT_API_TYPE="serverless")
+        run = await azml("chat", "hi", "--stream", "--max-retries", "0", "--no-proxy", env=env)
+    finally:
+        await runner.cleanup()
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("azml: error: APIConnectionError: "), run.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ from langchain_core.language_models.fake import FakeListLLM
 from lc_emulator import KEY, EmulatorThread
 
 import azml_client
+from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY
 from azml_client.langchain import (
+    AzureMLChatOnlineEndpoint,
     AzureMLEndpointApiType,
     AzureMLOnlineEndpoint,
     CustomOpenAIChatContentFormatter,
@@ -245,6 +248,56 @@ async def test_abatch_max_concurrency_is_a_sliding_window(slow_emulator: Emulato
     assert slow_emulator.max_in_flight == 3
     await llm.aclose()
     await capped.aclose()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_return_exceptions_gives_each_prompt_its_own_result(
+    make_llm: Any, ep: EmulatorThread, asynchronous: bool
+) -> None:
+    llm = make_llm()
+    prompts = [f"p{i}" for i in range(6)]
+    ep.enqueue(Fault.status(400))  # one prompt's request gets it (whichever arrives first)
+    results = (
+        await llm.abatch(prompts, return_exceptions=True)
+        if asynchronous
+        else llm.batch(prompts, return_exceptions=True)
+    )
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert len(failures) == 1
+    assert isinstance(failures[0], azml_client.BadRequestError)
+    for prompt, result in zip(prompts, results, strict=True):
+        assert result is failures[0] or result == f"echo: {prompt}"
+    # Without return_exceptions the failure is raised, as before.
+    ep.enqueue(Fault.status(400))
+    with pytest.raises(azml_client.BadRequestError):
+        await llm.abatch(prompts) if asynchronous else llm.batch(prompts)
+
+
+def test_default_batch_width_is_the_core_default_everywhere() -> None:
+    """batch and abatch of both adapters keep at most 32 (the core ``abatch`` default) in flight."""
+    server = EmulatorThread(api_key=KEY, latency=0.15).start()
+    llm = AzureMLOnlineEndpoint(endpoint_url=server.score_url, endpoint_api_key=KEY)
+    chat = AzureMLChatOnlineEndpoint(endpoint_url=server.chat_url, endpoint_api_key=KEY, endpoint_api_type="serverless")
+    prompts = [f"p{i}" for i in range(300)]
+    calls = {
+        "llm.batch": lambda: llm.batch(prompts),
+        "llm.batch(return_exceptions)": lambda: llm.batch(prompts, return_exceptions=True),
+        "llm.abatch": lambda: asyncio.run(llm.abatch(prompts)),
+        "chat.batch": lambda: chat.batch(prompts),
+        "chat.abatch": lambda: asyncio.run(chat.abatch(prompts)),
+    }
+    try:
+        widths = {}
+        for name, run in calls.items():
+            server.reset()
+            assert len(run()) == 300
+            widths[name] = server.max_in_flight
+        # The adaptive limit starts at 8 and grows on healthy answers; the batch width bounds it.
+        assert widths == dict.fromkeys(calls, DEFAULT_BATCH_CONCURRENCY)
+    finally:
+        llm.close()
+        chat.close()
+        server.stop()
 
 
 # ---------------------------------------------------------------------------------------------- streaming

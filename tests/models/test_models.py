@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 import azml_client as az
+from azml_client._models import _batch as az_batch
 from azml_client.testing import Fault, MockEndpoint, echo_text
 
 KEY = "sk-model-canary-51c2"
@@ -265,6 +266,28 @@ async def test_as_completed_reraises_an_error_of_the_inputs(ep: MockEndpoint) ->
                 pass
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_as_completed_delivers_every_answer_taken_before_the_inputs_raise(asynchronous: bool) -> None:
+    def sync_prompts() -> Iterator[str]:
+        for i in range(5):
+            yield f"p{i}"
+        raise ValueError("the input file is corrupt")
+
+    async def async_prompts() -> AsyncIterator[str]:
+        for prompt in sync_prompts():
+            yield prompt
+
+    async with MockEndpoint(latency=0.2) as endpoint, az.LLM(endpoint.url) as llm:
+        seen: dict[int, object] = {}
+        with pytest.raises(ValueError, match="corrupt"):
+            source = async_prompts() if asynchronous else sync_prompts()
+            async for index, result in llm.abatch_as_completed(source, max_concurrency=8):
+                seen[index] = result
+        assert endpoint.request_count == 5  # all five were in flight when the inputs raised
+        assert seen == {i: echo_text(f"p{i}") for i in range(5)}  # and every answer reached the consumer
+        assert endpoint.in_flight == 0
+
+
 async def test_chat_batch(ep: MockEndpoint) -> None:
     async with az.ChatModel(ep.url, KEY, api_type="serverless") as chat:
         results = await chat.abatch(["one", [("user", "two")], [{"role": "user", "content": "three"}]])
@@ -454,3 +477,64 @@ def test_bad_configs_are_configuration_errors(tmp_path: Path, content: bytes, ma
 def test_missing_config_file() -> None:
     with pytest.raises(az.ConfigurationError, match="cannot read config"):
         az.load("/nonexistent/cfg.json")
+
+
+# ---------------------------------------------------------------- systematic failures (FailFast)
+
+
+async def test_abatch_stops_on_a_systematic_failure_only_when_asked(ep: MockEndpoint) -> None:
+    prompts = [f"p{i}" for i in range(5000)]
+    async with az.LLM(ep.url, "wrong-key") as llm:
+        with pytest.raises(az.SystematicFailureError) as caught:
+            await llm.abatch(prompts, return_exceptions=True, stop_on_systematic_failure=True)
+        assert caught.value.kind == "AuthenticationError (HTTP 401)"
+        assert caught.value.count == 20
+        assert isinstance(caught.value.__cause__, az.AuthenticationError)
+        assert ep.request_count < 100  # far fewer than 5,000
+        assert caught.value.sent >= ep.request_count
+        assert "20 finished calls all failed the same way (AuthenticationError (HTTP 401))" in str(caught.value)
+        # Off by default: every input gets its exception.
+        await asyncio.sleep(0.2)  # the cancelled calls' requests settle first
+        ep.reset()
+        results = await llm.abatch(prompts[:50], return_exceptions=True)
+        assert all(isinstance(r, az.AuthenticationError) for r in results)
+        assert ep.request_count == 50
+
+
+async def test_as_completed_stops_on_a_wrong_path_after_yielding_what_ran(ep: MockEndpoint) -> None:
+    def prompts() -> Iterator[str]:
+        yield from (f"p{i}" for i in range(5000))
+
+    seen = 0
+    async with az.LLM(ep.url.rstrip("/") + "/no-such-path", KEY) as llm:
+        with pytest.raises(az.SystematicFailureError, match=r"NotFoundError \(HTTP 404\)"):
+            async for _, result in llm.abatch_as_completed(prompts(), stop_on_systematic_failure=True):
+                assert isinstance(result, az.NotFoundError)
+                seen += 1
+    assert seen == ep.request_count  # every call that was sent was yielded
+    assert 20 <= seen < 100
+
+
+async def test_transient_faults_and_successes_never_trip_the_rule() -> None:
+    async with (
+        MockEndpoint(fault_rate=0.1, fault_kinds=["503", "500", "drop"], seed=3) as endpoint,
+        az.LLM(endpoint.url, retry=az.RetryPolicy.none()) as llm,
+    ):
+        results = await llm.abatch(
+            [f"p{i}" for i in range(2000)], return_exceptions=True, stop_on_systematic_failure=True
+        )
+    assert len(results) == 2000
+    assert 100 < sum(isinstance(r, Exception) for r in results) < 300
+    # Twenty 400s with the same message after a success are data, not a broken setup; twenty 401s are not.
+    guard = az_batch.FailFast()
+    bad_request = az.BadRequestError("bad", status_code=400, body=b'{"error": "prompt too long"}')
+    assert guard.observe("fine") is None
+    assert all(guard.observe(bad_request) is None for _ in range(50))
+    wrong_key = az.AuthenticationError("no", status_code=401)
+    assert [guard.observe(wrong_key) is None for _ in range(20)] == [True] * 19 + [False]
+    fresh = az_batch.FailFast(threshold=3)
+    assert [fresh.observe(bad_request) is None for _ in range(3)] == [True, True, False]
+    throttled = az.RateLimitError("slow down", status_code=429)
+    timeout = az.APITimeoutError("late")
+    other = az_batch.FailFast(threshold=2)
+    assert all(other.observe(e) is None for e in [throttled, timeout] * 20)
