@@ -20,7 +20,14 @@ def test_harness_runs_end_to_end(tmp_path: Path) -> None:
     assert status == 0
     results = json.loads((tmp_path / "results.json").read_text())
     cases = {row["case"] for row in results["clients"]}
-    assert cases == {"azml-abatch", "azml-chat-abatch", "azml-batch-sync", "azml-as-completed", "aiohttp-raw"}
+    assert cases == {
+        "azml-abatch",
+        "azml-chat-abatch",
+        "azml-batch-sync",
+        "azml-as-completed",
+        "aiohttp-raw",
+        "aiohttp-raw-chat",
+    }
     for row in results["clients"]:
         assert all(run["ok"] == 50 for run in row["rounds"])
         assert row["req_per_s"] > 0
