@@ -58,6 +58,8 @@ _PARAMS = {
 _otel: _Otel | None = None  # set once OpenTelemetry was found and a provider configured
 _checked = False  # whether opentelemetry could not be imported (then never asked again)
 _api: tuple[Any, Any, Any, Any] | None = None  # (trace, metrics, propagate, context) once imported
+# The clients whose concurrency limit the gauge reports: id -> (a weak reference to it, its server.address).
+_clients: dict[int, tuple[Any, str]] = {}
 _CALL: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar("azml_otel_call", default=None)
 _BATCH: contextvars.ContextVar[BatchScope | None] = contextvars.ContextVar("azml_otel_batch", default=None)
 
@@ -65,14 +67,22 @@ _BATCH: contextvars.ContextVar[BatchScope | None] = contextvars.ContextVar("azml
 class _Otel:
     """The OpenTelemetry objects, made once a provider is configured."""
 
-    def __init__(self, trace: Any, metrics: Any, propagate: Any, context: Any) -> None:
+    def __init__(
+        self,
+        trace: Any,
+        metrics: Any,
+        propagate: Any,
+        context: Any,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+    ) -> None:
         self.trace = trace
         self.propagate = propagate
         self.context = context
-        self.tracer = trace.get_tracer(_SCOPE_NAME)
+        self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(_SCOPE_NAME)
         self.client_kind = trace.SpanKind.CLIENT
         self.error_status = trace.Status(trace.StatusCode.ERROR)
-        meter = metrics.get_meter(_SCOPE_NAME)
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter(_SCOPE_NAME)
         latest = "gen_ai_latest_experimental" in os.environ.get(_OPT_IN_ENV, "")
         prefix = "gen_ai.client.inference." if latest else "gen_ai.client."
         self.duration = meter.create_histogram(
@@ -93,13 +103,13 @@ class _Otel:
             description="Time to receive the first chunk of a streamed answer",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
-        self.clients: dict[int, tuple[Any, str]] = {}  # id -> (weakref to the client, server.address)
+        self.clients = _clients
 
         def observe_limits(options: Any) -> Iterable[Any]:
-            for key, (ref, address) in list(self.clients.items()):
+            for key, (ref, address) in list(_clients.items()):
                 client = ref()
                 if client is None or client.closed:
-                    self.clients.pop(key, None)
+                    _clients.pop(key, None)
                     continue
                 yield metrics.Observation(client.stats().limit, {"server.address": address})
 
@@ -146,6 +156,14 @@ def _reset_for_tests() -> None:
     """Forget what :func:`active` found (tests that switch providers or block the import)."""
     global _otel, _checked, _api
     _otel, _checked, _api = None, False, None
+
+
+def _use_providers(tracer_provider: Any, meter_provider: Any) -> None:
+    """Instrument with these providers instead of the global ones (tests: the global API stays untouched)."""
+    global _otel
+    from opentelemetry import context, metrics, propagate, trace
+
+    _otel = _Otel(trace, metrics, propagate, context, tracer_provider, meter_provider)
 
 
 def capture_content() -> bool:
@@ -371,7 +389,8 @@ def record_attempt(event: Attempt) -> None:
 
 def _register(otel: _Otel, client: EndpointClient, address: str) -> None:
     key = id(client)
-    if key not in otel.clients:
+    known = otel.clients.get(key)
+    if known is None or known[0]() is not client:
         import weakref
 
         otel.clients[key] = (weakref.ref(client), address)
