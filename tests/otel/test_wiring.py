@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 
 import azml_client as az
 from azml_client.testing import MockEndpoint
@@ -140,3 +143,31 @@ async def test_application_insights_receives_a_genai_dependency(
     assert data["properties"]["gen_ai.provider.name"] == "azure.ml"
     assert data["properties"]["gen_ai.usage.input_tokens"] == "1"
     assert KEY not in json.dumps(received)
+
+
+async def test_cli_batch_is_one_span_with_a_bounded_number_of_call_spans(
+    otel: Otel, ep: MockEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azml_client.cli import main
+
+    for name in [name for name in os.environ if name.startswith("AZUREML_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AZUREML_ENDPOINT_URL", ep.url)
+    monkeypatch.setenv("AZUREML_ENDPOINT_API_KEY", KEY)
+    source = tmp_path / "prompts.txt"
+    source.write_text("".join(f"prompt {i}\n" for i in range(15)))
+    out = tmp_path / "out.jsonl"
+    tracer = otel.tracer_provider.get_tracer("test")
+    with tracer.start_as_current_span("job") as job:
+        status = await asyncio.to_thread(main, ["batch", str(source), "-o", str(out), "--concurrency", "3"])
+    assert status == 0
+    assert out.read_text().count("\n") == 15
+    spans = otel.finished()
+    (batch,) = [span for span in spans if span.name.startswith("batch")]
+    calls = [span for span in spans if span.kind is SpanKind.CLIENT]
+    assert len(calls) == 10  # the default budget of call spans; the other 5 only counted
+    assert len(spans) == 12  # the 10 calls, the batch and the test's own span
+    assert batch.parent is not None
+    assert batch.parent.span_id == job.get_span_context().span_id  # the caller's context reached the CLI's loop
+    assert all(call.parent is not None and call.parent.span_id == batch.context.span_id for call in calls)
+    assert dict(batch.attributes or {})["azureml.batch.calls"] == 15
