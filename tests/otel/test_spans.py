@@ -344,7 +344,23 @@ async def test_metric_names_and_values(
 
 async def test_no_span_without_instrumentation(ep: MockEndpoint) -> None:
     _observability._reset_for_tests()
-    assert not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) or _observability.active() is None
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # this process sets no global one
+    assert _observability.active() is None
     async with az.ChatModel(ep.url, KEY, api_type="serverless") as chat:
         await chat.ainvoke("x")
         assert chat.client._hooks == ()  # nothing subscribed
+
+
+async def test_a_retried_stream_has_the_retry_event(otel: Otel, ep: MockEndpoint) -> None:
+    ep.enqueue(Fault.status(503))
+    async with az.ChatModel(ep.url, KEY, api_type="serverless") as chat:
+        async for _ in chat.astream("again"):
+            pass
+        async for _ in chat.astream("once"):
+            break  # stopped early: still one span, ended, without an error
+    retried, stopped = otel.finished()
+    assert [event.name for event in retried.events] == ["azureml.retry"]
+    assert dict(retried.attributes or {})["azureml.attempts"] == 2
+    assert stopped.events == ()
+    assert "error.type" not in dict(stopped.attributes or {})
+    assert stopped.status.status_code is StatusCode.UNSET
