@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
+from azml_client import _observability
 from azml_client._config import TimeoutLike
 from azml_client._exceptions import ConfigurationError, StreamError
 from azml_client._formatters import ContentFormatterBase, default_formatter_name, registered_name, resolve_formatter
@@ -199,32 +200,68 @@ class ModelBase(Generic[In, Out]):
         timeout: TimeoutLike | None,
         parse_chunk: Callable[[str], _C | None],
         parse_whole: Callable[[bytes], _C],
+        operation: str = "chat",
+        kwargs: Mapping[str, Any] | None = None,
+        content: Callable[[], Any] | None = None,
     ) -> AsyncGenerator[_C, None]:
         """Yield the chunks of a streaming call until ``[DONE]``, the first one carrying the call's ``CallInfo``.
 
         ``parse_chunk`` reads one event's data (``None``: nothing to yield); an endpoint that ignored ``stream``
         and answered with a whole body gives one chunk from ``parse_whole``. Events that are not chunks (a
-        keep-alive ``event: ping``) are skipped; ``event: error`` raises :class:`StreamError`.
+        keep-alive ``event: ping``) are skipped; ``event: error`` raises :class:`StreamError`. With OpenTelemetry
+        configured the stream is one span (``operation``, ``kwargs`` and, when opted in, ``content()``).
         """
         call: CallInfo | None = None
         pending: CallInfo | None = None  # the call, until a chunk carried it
-        async with self._client.stream(body, route=route, headers=self._stream_headers, timeout=timeout) as events:
-            async for event in events:
-                if call is None:
-                    call = pending = call_info(events)
-                if event.event == NON_SSE_EVENT:
-                    yield _with_info(parse_whole(event.data.encode()), pending)
-                    return
-                if event.event == "error":
-                    raise _error_event(event.data)
-                if event.event != "message":  # a keep-alive ping, or another kind the chunks do not use
-                    continue
-                if event.data == "[DONE]":
-                    return
-                chunk = parse_chunk(event.data)
-                if chunk is not None:
-                    yield _with_info(chunk, pending)
-                    pending = None
+        headers = self._stream_headers
+        scope = facts = None
+        otel = _observability.active()
+        if otel is not None:
+            scope = _observability.call_scope(otel, self._client, operation, kwargs or {}, stream=True, content=content)
+            facts = _observability.StreamFacts()
+            headers = scope.headers(self._client, headers)
+            scope.enter()  # left in this same step, once the answer's headers are in (or the call failed)
+        try:
+            async with self._client.stream(body, route=route, headers=headers, timeout=timeout) as events:
+                async for event in events:
+                    if call is None:
+                        call = pending = call_info(events)
+                        if scope is not None:
+                            scope.leave()
+                    if event.event == NON_SSE_EVENT:
+                        whole = parse_whole(event.data.encode())
+                        if scope is not None and facts is not None:
+                            scope.chunk()
+                            facts.add(whole)
+                        yield _with_info(whole, pending)
+                        return
+                    if event.event == "error":
+                        raise _error_event(event.data)
+                    if event.event != "message":  # a keep-alive ping, or another kind the chunks do not use
+                        continue
+                    if event.data == "[DONE]":
+                        return
+                    chunk = parse_chunk(event.data)
+                    if chunk is not None:
+                        if scope is not None and facts is not None:
+                            scope.chunk()
+                            facts.add(chunk)
+                        yield _with_info(chunk, pending)
+                        pending = None
+        except BaseException as error:
+            if scope is not None:
+                scope.leave()
+                if isinstance(error, GeneratorExit) and facts is not None:  # stopped early: the call went well
+                    scope.finish(**facts.describe(call))
+                else:
+                    scope.finish(error=error)
+                scope = None
+            raise
+        finally:
+            if scope is not None:
+                scope.leave()
+                if facts is not None:
+                    scope.finish(**facts.describe(call))
 
     def _run_sync_batch(
         self,
@@ -264,6 +301,9 @@ class ModelBase(Generic[In, Out]):
         limit = check_concurrency(max_concurrency, self._batch_concurrency)
         guard = fail_fast_for(stop_on_systematic_failure)
         merged = self._call_kwargs(stop, model_kwargs)
+        otel = _observability.active()
+        if otel is not None:
+            return self._traced_batch(otel, one, inputs, limit, return_exceptions, timeout, merged, guard)
         return run_batch(
             lambda item: one(item, merged, timeout),
             inputs,
@@ -271,6 +311,27 @@ class ModelBase(Generic[In, Out]):
             return_exceptions=return_exceptions,
             fail_fast=guard,
         )
+
+    async def _traced_batch(
+        self,
+        otel: Any,
+        one: Callable[[Any, Mapping[str, Any], TimeoutLike | None], Awaitable[Any]],
+        inputs: Iterable[Any],
+        limit: int,
+        return_exceptions: bool,
+        timeout: TimeoutLike | None,
+        merged: Mapping[str, Any],
+        guard: FailFast | None,
+    ) -> list[Any]:
+        """A batch in one span; its workers are created inside it, so their calls' spans are its children."""
+        with _observability.batch(otel, self._client, merged):
+            return await run_batch(
+                lambda item: one(item, merged, timeout),
+                inputs,
+                max_concurrency=limit,
+                fail_fast=guard,
+                return_exceptions=return_exceptions,
+            )
 
     def _weight(self, characters: int, kwargs: Mapping[str, Any]) -> float:
         """A request's token estimate for a stated token quota, made as Azure makes it: prompt + ``max_tokens``.
@@ -389,6 +450,16 @@ class ModelBase(Generic[In, Out]):
         limit = check_concurrency(max_concurrency, self._batch_concurrency)
         guard = fail_fast_for(stop_on_systematic_failure)
         merged = self._call_kwargs(stop, model_kwargs)
+        otel = _observability.active()
+        if otel is not None:
+            return _observability.traced_as_completed(
+                otel,
+                self._client,
+                merged,
+                lambda: run_as_completed(
+                    lambda item: self._one(item, merged, timeout), inputs, max_concurrency=limit, fail_fast=guard
+                ),
+            )
         return run_as_completed(
             lambda item: self._one(item, merged, timeout), inputs, max_concurrency=limit, fail_fast=guard
         )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import aclosing
 from typing import Any, cast
 
+from azml_client import _observability
 from azml_client._config import ApiType, TimeoutLike
 from azml_client._formatters import ChatContentFormatterBase, ContentFormatterBase
 from azml_client._models._base import ModelBase, with_call
@@ -61,6 +62,27 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
         return cast(ChatContentFormatterBase, self._formatter)
 
     async def _one(self, item: MessagesInput, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> ChatResult:
+        otel = _observability.active()
+        if otel is not None:
+            messages = to_messages(item)
+            return await _observability.traced(
+                otel,
+                self._client,
+                "chat",
+                kwargs,
+                lambda extra: self._chat(messages, kwargs, timeout, extra),
+                _observability.describe_chat,
+                lambda: _observability.messages_json(messages),
+            )
+        return await self._chat(item, kwargs, timeout, None)
+
+    async def _chat(
+        self,
+        item: MessagesInput,
+        kwargs: Mapping[str, Any],
+        timeout: TimeoutLike | None,
+        extra: Mapping[str, str] | None,
+    ) -> ChatResult:
         api_type = self._client.api_type
         formatter = self._chat_formatter
         messages = to_messages(item)
@@ -68,7 +90,8 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
         weight = 0.0
         if self._client.counts_tokens:
             weight = self._weight(sum(len(content_text(message.content)) for message in messages), kwargs)
-        response = await self._client.post(body, route="chat", headers=self._headers, timeout=timeout, weight=weight)
+        headers = self._headers if extra is None else {**self._headers, **extra}
+        response = await self._client.post(body, route="chat", headers=headers, timeout=timeout, weight=weight)
         result = formatter.parse_chat_response(response.body, api_type, status=response.status)
         if weight:
             self._settle(weight, result.usage)
@@ -108,13 +131,17 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
             result = await self._one(messages, kwargs, timeout)
             yield _whole_answer_chunk(result, result.call)
             return
-        body = formatter.build_chat_request(to_messages(messages), kwargs, api_type, stream=True)
+        sent = to_messages(messages)
+        body = formatter.build_chat_request(sent, kwargs, api_type, stream=True)
         chunks = self._stream_chunks(
             body,
             "chat",
             timeout,
             lambda data: formatter.parse_chat_stream_event(data, api_type),
             lambda whole: _whole_answer_chunk(formatter.parse_chat_response(whole, api_type), None),
+            "chat",
+            kwargs,
+            lambda: _observability.messages_json(sent),
         )
         async with aclosing(chunks):
             async for chunk in chunks:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import aclosing
 from typing import Any, Literal, overload
 
+from azml_client import _observability
 from azml_client._config import ApiType, TimeoutLike
 from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import ContentFormatterBase
@@ -67,12 +68,27 @@ class LLM(ModelBase[str, str]):
         )
 
     async def _complete(self, prompt: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> Completion:
+        otel = _observability.active()
+        if otel is not None:
+            return await _observability.traced(
+                otel,
+                self._client,
+                "text_completion",
+                kwargs,
+                lambda extra: self._completion(prompt, kwargs, timeout, extra),
+                _observability.describe_completion,
+                lambda: _observability.prompt_json(prompt),
+            )
+        return await self._completion(prompt, kwargs, timeout, None)
+
+    async def _completion(
+        self, prompt: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None, extra: Mapping[str, str] | None
+    ) -> Completion:
         api_type = self._client.api_type
         body = self._formatter.build_request(_check_prompt(prompt), kwargs, api_type)
         weight = self._weight(len(prompt), kwargs) if self._client.counts_tokens else 0.0
-        response = await self._client.post(
-            body, route="completions", headers=self._headers, timeout=timeout, weight=weight
-        )
+        headers = self._headers if extra is None else {**self._headers, **extra}
+        response = await self._client.post(body, route="completions", headers=headers, timeout=timeout, weight=weight)
         completion = self._formatter.parse_response(response.body, api_type, status=response.status)
         if weight:
             self._settle(weight, completion.usage)
@@ -80,7 +96,7 @@ class LLM(ModelBase[str, str]):
 
     async def _one(self, item: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> str:
         # What _complete does without describing the call, one coroutine shallower: a batch runs this per prompt.
-        if self._client.counts_tokens:
+        if self._client.counts_tokens or _observability.active() is not None:
             return (await self._complete(item, kwargs, timeout)).text
         api_type = self._client.api_type
         body = self._formatter.build_request(_check_prompt(item), kwargs, api_type)
@@ -194,6 +210,9 @@ class LLM(ModelBase[str, str]):
             timeout,
             lambda data: formatter.parse_stream_event(data, api_type),
             lambda whole: _whole_answer_chunk(formatter.parse_response(whole, api_type), None),
+            "text_completion",
+            kwargs,
+            lambda: _observability.prompt_json(prompt),
         )
         async with aclosing(chunks):
             async for chunk in chunks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import threading
 import weakref
@@ -69,7 +70,8 @@ class LoopThread:
         loop = self._ensure()
         if threading.current_thread() is self._thread:
             raise RuntimeError("a sync method was called from inside its own event-loop thread; await the async one")
-        future = asyncio.run_coroutine_threadsafe(make(), loop)
+        # The coroutine runs in a copy of the caller's context (contextvars, and so its OpenTelemetry span).
+        future = contextvars.copy_context().run(asyncio.run_coroutine_threadsafe, make(), loop)
         return _wait(future)
 
     def iterate(self, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
@@ -88,7 +90,8 @@ class LoopThread:
 
         try:
             while True:
-                more, item = _wait(asyncio.run_coroutine_threadsafe(step(), loop))
+                step_in_context = contextvars.copy_context().run(asyncio.run_coroutine_threadsafe, step(), loop)
+                more, item = _wait(step_in_context)
                 if not more:
                     return
                 yield item  # type: ignore[misc]

@@ -181,6 +181,9 @@ class EndpointClient:
             ``NO_PROXY`` matches the host; loopback hosts too go through it unless ``NO_PROXY`` lists them.
             ``False``: no proxy. ``"http://[user:password@]host:port"``: that proxy for every request, with
             proxy auth from the URL's credentials, which never appear in a repr, log or error.
+        propagate_trace: send the W3C ``traceparent`` (and ``tracestate``) of the model call's OpenTelemetry
+            span with each request, so that a gateway in front of the endpoint can join the trace (default off;
+            needs ``azml-client[otel]`` and a configured tracer provider).
 
     Raises:
         ConfigurationError: a missing or invalid URL, an unknown api type, a header with CR/LF, both a key
@@ -208,6 +211,7 @@ class EndpointClient:
         rate_limit: RateLimit | None = None,
         on_throttle: OnThrottle | None = None,
         adaptive_concurrency: bool = True,
+        propagate_trace: bool = False,
     ) -> None:
         self._api_type = ApiType.parse(api_type if api_type is not None else _env("AZUREML_ENDPOINT_API_TYPE"))
         raw_url = endpoint_url if endpoint_url is not None else _env("AZUREML_ENDPOINT_URL")
@@ -252,6 +256,7 @@ class EndpointClient:
         if on_attempt is not None and not callable(on_attempt):
             raise ConfigurationError(f"on_attempt must be a callable, got {type(on_attempt).__name__}")
         self._hooks: tuple[AttemptHook, ...] = () if on_attempt is None else (on_attempt,)
+        self._propagate_trace = bool(propagate_trace)
         self._pool = SessionPool(limit=max_connections, ssl_setting=self._ssl_setting(ssl))
         self._close_callbacks: list[Callable[[], object]] = []
         self._proxy = resolve_proxy(proxy, self._url)
@@ -333,6 +338,16 @@ class EndpointClient:
     def proxy(self) -> str | None:
         """The URL of the proxy requests go through (without its credentials), or None for direct connections."""
         return None if self._proxy is None else str(self._proxy.url)
+
+    @property
+    def propagate_trace(self) -> bool:
+        """Whether model calls send the W3C ``traceparent`` of their span (``propagate_trace=``)."""
+        return self._propagate_trace
+
+    def _subscribe(self, hook: AttemptHook) -> None:
+        """Deliver attempts to ``hook`` too, after the user's ``on_attempt`` (the model layer's tracing)."""
+        if hook not in self._hooks:
+            self._hooks = (*self._hooks, hook)
 
     @property
     def closed(self) -> bool:

@@ -28,6 +28,7 @@ from typing import IO, Any, Final, Literal, TextIO
 import attrs
 import orjson
 
+from azml_client import _observability
 from azml_client._exceptions import ConfigurationError
 from azml_client._models import LLM, ChatModel
 from azml_client._models._batch import (
@@ -189,6 +190,14 @@ class BatchRunner:
         Raises:
             OSError: a result could not be written (the other requests are abandoned first).
         """
+        model = self._chat if self._chat is not None else self._llm
+        otel = _observability.active() if model is not None else None
+        with contextlib.ExitStack() as stack:
+            if otel is not None and model is not None:  # one span; its first calls are its children
+                stack.enter_context(_observability.batch(otel, model.client, {}))
+            await self._run(jobs)
+
+    async def _run(self, jobs: Iterator[Job]) -> None:
         workers = [asyncio.create_task(self._worker(jobs)) for _ in range(max(self._concurrency, 1))]
         aborted = asyncio.create_task(self._aborted.wait())
         try:
