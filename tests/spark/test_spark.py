@@ -40,7 +40,7 @@ def test_complete_dedicated_under_capacity_and_faults_every_row_answered_in_orde
     ok = [r for r in rows if r.error is None]
     assert len(ok) > n * 0.9
     assert all(r.output == f"echo: {r.prompt}" and r.request_id and r.attempts >= 1 for r in ok)
-    assert all(r.prompt_tokens > 0 and r.completion_tokens > 0 for r in ok)
+    assert all(r.prompt_tokens is None for r in ok)  # gpt2's /score answer reports no usage
     assert any(r.attempts > 1 for r in ok)  # the 5xx were retried inside the worker
 
 
@@ -63,7 +63,7 @@ def test_chat_serverless_struct_and_string_messages_with_per_row_params(spark: A
     assert [r.id for r in a] == list(range(n))
     assert [r.id for r in b] == list(range(n))
     assert all(r.error is None for r in a + b), [r.error for r in a + b if r.error][:3]
-    assert all(r.output == f"echo: q{r.id}" for r in b)
+    assert all(r.output == f"echo: q{r.id}" and r.prompt_tokens > 0 for r in b)
     assert all(r.finish_reason == "length" and r.completion_tokens == 1 for r in a if r.id % 2 == 0)
     assert all(r.output == f"echo: q{r.id}" and r.finish_reason == "stop" for r in a if r.id % 2 == 1)
     bodies = [json.loads(req.body) for req in sent[:50]]
