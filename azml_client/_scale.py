@@ -1,0 +1,373 @@
+"""The engine-neutral core of :mod:`azml_client.spark` and :mod:`azml_client.ray`.
+
+It scores Arrow record batches with one :class:`~azml_client.LLM` or :class:`~azml_client.ChatModel` per worker
+process: the model is built on first use from a :class:`ScoreConfig` and kept in a module-level cache keyed by the
+config, so every partition or batch that a Python worker runs reuses its client (and that client's adaptive
+limiter). Each batch runs on the client's own loop thread (the sync twins' runner): one asyncio loop per worker.
+
+Every input row gives one output row: the input's columns plus :data:`RESULT_FIELDS`. A row that fails after its
+retries gets ``error`` = ``"ErrorType: message"``; only a systematic failure (:data:`SYSTEMATIC_RUN` consecutive
+finished calls refused the same non-transient way: a wrong key, a wrong URL) raises
+:class:`SystematicFailureError` and stops the job.
+
+pyarrow is imported here, never by ``import azml_client``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from azml_client._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AzureMLError,
+    ConfigurationError,
+    CredentialError,
+    ResponseTooLargeError,
+)
+from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY, run_as_completed
+from azml_client._models._sync import runner_for
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from azml_client._models._base import ModelBase
+
+__all__ = [
+    "RESULT_FIELDS",
+    "SYSTEMATIC_RUN",
+    "ScoreConfig",
+    "SystematicFailureError",
+    "make_config",
+    "result_arrow_fields",
+    "score_batch",
+    "score_batches",
+]
+
+#: The columns added to every input row, in order, with their Arrow / Spark types.
+RESULT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("output", "string"),
+    ("finish_reason", "string"),
+    ("prompt_tokens", "int64"),
+    ("completion_tokens", "int64"),
+    ("error", "string"),
+    ("attempts", "int64"),
+    ("request_id", "string"),
+)
+
+#: How many consecutive finished calls failing the same non-transient way stop a job.
+# TODO(issue 14): switch to the CLI's shared rule in azml_client/_models/_batch.py once it lands (same rule: K=20
+# consecutive finished calls with the same non-transient error type and status; 5xx, timeouts, 429s never count).
+SYSTEMATIC_RUN = 20
+
+
+class SystematicFailureError(AzureMLError):
+    """Every row is refused the same way (a wrong key, URL or deployment): the job stops instead of failing each row.
+
+    Attributes:
+        error_type: the error's type name, e.g. ``"AuthenticationError"``.
+        status_code: its HTTP status, or None for a failure without one.
+        count: how many consecutive calls failed that way.
+    """
+
+    def __init__(self, error_type: str, status_code: int | None, count: int, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.status_code = status_code
+        self.count = count
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.error_type, self.status_code, self.count, str(self)))
+
+
+@attrs.frozen(repr=False)
+class ScoreConfig:
+    """Everything a worker needs to build its model; pickled into the engine's function closure.
+
+    Its repr never shows the key, so neither a query plan nor a log can. Build it with :func:`make_config`.
+    """
+
+    kind: Literal["completion", "chat"]
+    input_col: str
+    endpoint_url: str | None
+    api_key: str | None
+    credential: Callable[[], Any] | None
+    formatter: Any
+    model_kwargs: Mapping[str, Any]
+    client_options: Mapping[str, Any]
+    params_col: str | None
+    batch_concurrency: int
+    cache_key: str
+
+    def __repr__(self) -> str:
+        return f"ScoreConfig(kind={self.kind!r}, input_col={self.input_col!r}, key={self.cache_key[:12]})"
+
+    def build_model(self) -> ModelBase[Any, Any]:
+        """A new model for this config (called once per worker process)."""
+        from azml_client._models import LLM, ChatModel
+
+        options = dict(self.client_options)
+        if self.credential is not None:
+            options["credential"] = self.credential()
+        cls: type[ModelBase[Any, Any]] = LLM if self.kind == "completion" else ChatModel
+        return cls(
+            self.endpoint_url,
+            self.api_key,
+            formatter=self.formatter,
+            model_kwargs=dict(self.model_kwargs),
+            max_batch_concurrency=self.batch_concurrency,
+            **options,
+        )
+
+
+def make_config(
+    kind: Literal["completion", "chat"],
+    input_col: str,
+    endpoint_url: str | None,
+    api_key: str | None,
+    credential: Callable[[], Any] | None,
+    formatter: Any,
+    model_kwargs: Mapping[str, Any] | None,
+    params_col: str | None,
+    client_options: Mapping[str, Any],
+) -> ScoreConfig:
+    """Check the arguments on the driver and resolve what the workers cannot see (the environment's URL and key)."""
+    if credential is not None and not callable(credential):
+        raise ConfigurationError(
+            "credential must be a zero-argument factory called on each worker (e.g. DefaultAzureCredential), "
+            f"not a {type(credential).__name__} object: credentials cannot be sent to workers"
+        )
+    if credential is not None and api_key is not None:
+        raise ConfigurationError("pass either api_key or credential, not both")
+    if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
+        raise ConfigurationError(f"model_kwargs must be a mapping, got {type(model_kwargs).__name__}")
+    options = dict(client_options)
+    concurrency = options.pop("max_batch_concurrency", None) or DEFAULT_BATCH_CONCURRENCY
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(f"max_batch_concurrency must be a positive int, got {concurrency!r}")
+    url = endpoint_url if endpoint_url is not None else os.environ.get("AZUREML_ENDPOINT_URL")
+    key = api_key
+    if key is None and credential is None:
+        key = os.environ.get("AZUREML_ENDPOINT_API_KEY")
+    for name in ("AZUREML_ENDPOINT_API_TYPE", "AZUREML_DEPLOYMENT_NAME"):
+        option = "api_type" if name.endswith("TYPE") else "deployment_name"
+        if option not in options and os.environ.get(name):
+            options[option] = os.environ[name]
+    if url is None:
+        raise ConfigurationError("no endpoint URL: pass endpoint_url= or set AZUREML_ENDPOINT_URL")
+    try:
+        ident = pickle.dumps((kind, url, key, formatter, sorted(dict(model_kwargs or {}).items()), options, credential))
+        cache_key = hashlib.sha256(ident).hexdigest()
+    except Exception:  # an unpicklable formatter or a lambda factory: one client per call of complete/chat
+        cache_key = uuid.uuid4().hex
+    config = ScoreConfig(
+        kind=kind,
+        input_col=input_col,
+        endpoint_url=url,
+        api_key=key,
+        credential=credential,
+        formatter=formatter,
+        model_kwargs=dict(model_kwargs or {}),
+        client_options=options,
+        params_col=params_col,
+        batch_concurrency=concurrency,
+        cache_key=cache_key,
+    )
+    if credential is None:
+        config.build_model().close()  # a wrong option, formatter or URL fails here, on the driver
+    return config
+
+
+_models: dict[str, ModelBase[Any, Any]] = {}
+_models_lock = threading.Lock()
+
+
+def model_for(config: ScoreConfig) -> ModelBase[Any, Any]:
+    """This process's model for ``config``: built once, reused by every later batch and partition."""
+    with _models_lock:
+        model = _models.get(config.cache_key)
+        if model is None:
+            model = _models[config.cache_key] = config.build_model()
+        return model
+
+
+def result_arrow_fields() -> list[pa.Field]:
+    """The Arrow fields of :data:`RESULT_FIELDS`."""
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int64": pa.int64()}
+    return [pa.field(name, types[kind]) for name, kind in RESULT_FIELDS]
+
+
+def check_input_columns(names: Iterable[str], config: ScoreConfig) -> None:
+    """Refuse a frame without the input column or one that already has a result column (checked on the driver)."""
+    present = set(names)
+    if config.input_col not in present:
+        raise ConfigurationError(f"no column {config.input_col!r} in the input (columns: {sorted(present)})")
+    if config.params_col is not None and config.params_col not in present:
+        raise ConfigurationError(f"no column {config.params_col!r} (params_col) in the input")
+    clash = sorted(present & {name for name, _ in RESULT_FIELDS})
+    if clash:
+        raise ConfigurationError(f"the input already has result column(s) {clash}: rename or drop them first")
+
+
+class _Tracker:
+    """The systematic-failure rule over calls in the order they finish (one tracker per partition)."""
+
+    def __init__(self) -> None:
+        self.signature: tuple[str, int | None] | None = None
+        self.count = 0
+
+    def record(self, error: BaseException | None) -> None:
+        signature = _systematic_signature(error) if error is not None else None
+        if signature is None or signature != self.signature:
+            self.signature, self.count = signature, 0
+        if signature is None:
+            return
+        self.count += 1
+        if self.count >= SYSTEMATIC_RUN:
+            kind, status = signature
+            raise SystematicFailureError(
+                kind,
+                status,
+                self.count,
+                f"stopped: {self.count} consecutive rows failed with {kind}"
+                + (f" (HTTP {status})" if status is not None else "")
+                + f": {_message(error)}. Every row is refused the same way: check the endpoint URL, key or "
+                "credential, and deployment.",
+            )
+
+
+def _systematic_signature(error: BaseException) -> tuple[str, int | None] | None:
+    """The (type, status) of a non-transient failure, or None for one that never counts (5xx, 408, 429, timeouts)."""
+    if isinstance(error, APIStatusError):
+        status = error.status_code
+        if status >= 500 or status in (408, 429):
+            return None
+        return type(error).__name__, status
+    if isinstance(error, APITimeoutError | ResponseTooLargeError):
+        return None
+    if isinstance(error, APIConnectionError):
+        return None if error.retryable else (type(error).__name__, None)
+    if isinstance(error, CredentialError):
+        return type(error).__name__, None
+    return None
+
+
+def _message(error: BaseException | None) -> str:
+    return str(error).splitlines()[0] if error is not None and str(error) else ""
+
+
+def error_string(error: BaseException) -> str:
+    """A row's ``error``: ``"ErrorType: message"``."""
+    return f"{type(error).__name__}: {_message(error)}".rstrip(": ") if _message(error) else type(error).__name__
+
+
+def _row_params(value: Any) -> dict[str, Any]:
+    """Per-row model kwargs from a JSON string, a struct (a dict) or a map (a list of pairs); nulls dropped."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else {}
+    if isinstance(value, list):
+        value = dict(value)
+    if not isinstance(value, dict):
+        raise ValueError(f"params must be a JSON object, a struct or a map, got {type(value).__name__}")
+    return {k: v for k, v in value.items() if v is not None}
+
+
+def _messages(value: Any) -> Any:
+    """A chat row's conversation: a string is one user message; structs arrive as dicts (nulls dropped)."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if isinstance(value, list):
+        return [{k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in value]
+    return value
+
+
+def score_batch(config: ScoreConfig, batch: pa.RecordBatch, tracker: _Tracker | None = None) -> pa.RecordBatch:
+    """Score one record batch: its columns plus the result columns, one output row per input row, in order."""
+    import pyarrow as pa
+
+    model = model_for(config)
+    tracker = tracker if tracker is not None else _Tracker()
+    n = batch.num_rows
+    values = batch.column(config.input_col).to_pylist()
+    params = batch.column(config.params_col).to_pylist() if config.params_col else [None] * n
+    outputs: list[str | None] = [None] * n
+    finish: list[str | None] = [None] * n
+    prompt_tokens: list[int | None] = [None] * n
+    completion_tokens: list[int | None] = [None] * n
+    errors: list[str | None] = [None] * n
+    attempts: list[int | None] = [None] * n
+    request_ids: list[str | None] = [None] * n
+    jobs: list[tuple[int, Any, dict[str, Any]]] = []
+    for i, (value, raw) in enumerate(zip(values, params, strict=True)):
+        if value is None:
+            errors[i], attempts[i] = f"ValueError: {config.input_col} is null", 0
+            continue
+        try:
+            jobs.append((i, value if config.kind == "completion" else _messages(value), _row_params(raw)))
+        except (ValueError, TypeError) as exc:
+            errors[i], attempts[i] = f"{type(exc).__name__}: {exc}", 0
+
+    async def call(job: tuple[int, Any, dict[str, Any]]) -> Any:
+        _, item, kwargs = job
+        if config.kind == "completion":
+            return await model.acomplete(item, **kwargs)  # type: ignore[attr-defined]
+        return await model.ainvoke(item, **kwargs)  # type: ignore[attr-defined]
+
+    async def run() -> None:
+        stream = run_as_completed(call, jobs, max_concurrency=config.batch_concurrency)
+        try:
+            async for index, result in stream:
+                row = jobs[index][0]
+                if isinstance(result, BaseException):
+                    errors[row] = error_string(result)
+                    attempts[row] = getattr(result, "attempts", None) or 1
+                    tracker.record(result)
+                    continue
+                tracker.record(None)
+                if config.kind == "completion":
+                    outputs[row], finish[row] = result.text, result.finish_reason
+                else:
+                    outputs[row], finish[row] = result.content, result.finish_reason
+                usage = result.usage
+                if usage is not None:
+                    prompt_tokens[row], completion_tokens[row] = usage.prompt_tokens, usage.completion_tokens
+                info = result.call
+                if info is not None:
+                    attempts[row], request_ids[row] = info.attempts, info.request_id
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    if jobs:
+        runner_for(model.client).run(run)
+    arrays = [
+        pa.array(outputs, pa.string()),
+        pa.array(finish, pa.string()),
+        pa.array(prompt_tokens, pa.int64()),
+        pa.array(completion_tokens, pa.int64()),
+        pa.array(errors, pa.string()),
+        pa.array(attempts, pa.int64()),
+        pa.array(request_ids, pa.string()),
+    ]
+    schema = pa.schema([*batch.schema, *result_arrow_fields()])
+    return pa.RecordBatch.from_arrays([*batch.columns, *arrays], schema=schema)
+
+
+def score_batches(config: ScoreConfig, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Score a partition's record batches in order (one systematic-failure tracker for the partition)."""
+    tracker = _Tracker()
+    for batch in batches:
+        yield score_batch(config, batch, tracker)
