@@ -193,6 +193,8 @@ def _running_server(server: dict[str, Any]) -> Iterator[_Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout:
+            process.stdout.close()
 
 
 def _client_command(client: str, url: str, prompts: int, *extra: str) -> list[str]:
