@@ -415,6 +415,21 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(results: dict[str, Any]) -> str:
+    """A short table for the READMEs: each scenario x client, time vs ideal, lost, 429s, and the target."""
+    lines = [
+        "| scenario | client | time vs ideal | lost | 429s of sent | target | holds |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for scenario in results["scenarios"]:
+        for row in scenario["rows"]:
+            lines.append(
+                f"| {scenario['key']} | {row['label']} | {row['x_ideal']:.2f}x | {row['lost']} of {row['prompts']:,} "
+                f"| {row['throttled_pct']:.1f}% | {row['target'] or ''} | {_fmt_holds(row['holds'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def _chart(results: dict[str, Any], path: Path) -> bool:
     try:
         import matplotlib
@@ -467,6 +482,8 @@ def _chart(results: dict[str, Any], path: Path) -> bool:
 def _merged(previous: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]:
     """``previous`` with the scenarios of ``rerun`` put in their place (each rerun one marked ``rerun``)."""
     fresh = {scenario["key"]: {**scenario, "rerun": rerun["finished"]} for scenario in rerun["scenarios"]}
+    replaced = [scenario for scenario in previous["scenarios"] if scenario["key"] in fresh]
+    previous.setdefault("replaced", []).extend(replaced)  # kept in the JSON: the disturbed first runs
     merged = [fresh.pop(scenario["key"], scenario) for scenario in previous["scenarios"]]
     previous["scenarios"] = merged + list(fresh.values())
     previous.setdefault("reruns", []).append(
