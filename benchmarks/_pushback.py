@@ -428,7 +428,11 @@ def summary(results: dict[str, Any]) -> str:
     def cell(row: dict[str, Any] | None) -> str:
         if row is None:
             return "-"
-        return f"{row['x_ideal']:.2f}x, {row['lost']} lost, {row['throttled_pct']:.0f}%"
+        text = f"{row['x_ideal']:.2f}x, {row['lost']} lost, {row['throttled_pct']:.1f}%"
+        if row.get("peers"):
+            shares = " / ".join(f"{peer['share_while_both_pct']:.0f}%" for peer in row["peers"])
+            text += f"; answers while both ran {shares}"
+        return text
 
     lines = [
         "| scenario | azml, defaults (or as stated) | azml, fixed 64 | openai, 64 in flight | the seed | target "
