@@ -87,7 +87,7 @@ lock: $(UV_STAMP)
 
 bench: $(UV_STAMP)
 	$(call sync,$(VENV),$(MAIN_PY),--extra dev --extra bench)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks && $(BIN)/python -m benchmarks --pushback
 
 clean:
 	rm -rf $(VENV) $(PYTHONS:%=.venv-%) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
