@@ -296,6 +296,7 @@ class ModelBase(Generic[In, Out]):
         timeout: TimeoutLike | None,
         model_kwargs: Mapping[str, Any],
         stop_on_systematic_failure: bool | FailFast = False,
+        deadline: float | None = None,
     ) -> Awaitable[list[Any]]:
         """What every batch method does: check the limit, merge the kwargs once, run ``one`` per input in order."""
         limit = check_concurrency(max_concurrency, self._batch_concurrency)
@@ -303,13 +304,14 @@ class ModelBase(Generic[In, Out]):
         merged = self._call_kwargs(stop, model_kwargs)
         otel = _observability.active()
         if otel is not None:
-            return self._traced_batch(otel, one, inputs, limit, return_exceptions, timeout, merged, guard)
+            return self._traced_batch(otel, one, inputs, limit, return_exceptions, timeout, merged, guard, deadline)
         return run_batch(
             lambda item: one(item, merged, timeout),
             inputs,
             max_concurrency=limit,
             return_exceptions=return_exceptions,
             fail_fast=guard,
+            deadline=deadline,
         )
 
     async def _traced_batch(
@@ -322,6 +324,7 @@ class ModelBase(Generic[In, Out]):
         timeout: TimeoutLike | None,
         merged: Mapping[str, Any],
         guard: FailFast | None,
+        deadline: float | None,
     ) -> list[Any]:
         """A batch in one span; its workers are created inside it, so their calls' spans are its children."""
         with _observability.batch(otel, self._client, merged):
@@ -331,6 +334,7 @@ class ModelBase(Generic[In, Out]):
                 max_concurrency=limit,
                 fail_fast=guard,
                 return_exceptions=return_exceptions,
+                deadline=deadline,
             )
 
     def _weight(self, characters: int, kwargs: Mapping[str, Any]) -> float:
@@ -364,6 +368,7 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None = ...,
         timeout: TimeoutLike | None = ...,
         stop_on_systematic_failure: bool | FailFast = ...,
+        deadline: float | None = ...,
         **model_kwargs: Any,
     ) -> list[Out]: ...
 
@@ -377,6 +382,7 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None = ...,
         timeout: TimeoutLike | None = ...,
         stop_on_systematic_failure: bool | FailFast = ...,
+        deadline: float | None = ...,
         **model_kwargs: Any,
     ) -> list[Out | Exception]: ...
 
@@ -390,6 +396,7 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None = ...,
         timeout: TimeoutLike | None = ...,
         stop_on_systematic_failure: bool | FailFast = ...,
+        deadline: float | None = ...,
         **model_kwargs: Any,
     ) -> list[Out] | list[Out | Exception]: ...
 
@@ -402,6 +409,7 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
         stop_on_systematic_failure: bool | FailFast = False,
+        deadline: float | None = None,
         **model_kwargs: Any,
     ) -> list[Out] | list[Out | Exception]:
         """Run every input concurrently (at most ``max_concurrency`` at once, default 32); results in input order.
@@ -417,6 +425,11 @@ class ModelBase(Generic[In, Out]):
         :class:`~azml_client._models._batch.FailFast`, which may be passed instead of True for another
         threshold): no more inputs are sent and :class:`~azml_client.SystematicFailureError` is raised, even
         with ``return_exceptions=True``. Transient faults and throttling never stop a batch.
+
+        ``deadline`` (seconds) bounds the whole batch, however long the endpoint keeps it waiting: when it runs
+        out the calls still running are cancelled and every input without an answer gets an
+        :class:`~azml_client.APITimeoutError` (raised, unless ``return_exceptions=True``). Each prompt's own
+        ``timeout`` runs from its first send, not while it waits in the client's line.
         """
         return await self._run_batch(
             self._one,
@@ -427,6 +440,7 @@ class ModelBase(Generic[In, Out]):
             timeout,
             model_kwargs,
             stop_on_systematic_failure,
+            deadline,
         )
 
     def abatch_as_completed(

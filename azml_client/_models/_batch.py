@@ -46,6 +46,7 @@ _TRANSIENT_4XX = frozenset({408, 409, 424, 425, 429})
 _MESSAGE_START = 60
 
 _END: Any = object()
+_UNANSWERED: Any = object()  # a result slot whose call has not finished
 
 
 def _connect_failure(error: BaseException) -> str | None:
@@ -202,15 +203,20 @@ async def run_batch(
     max_concurrency: int,
     return_exceptions: bool,
     fail_fast: FailFast | None = None,
+    deadline: float | None = None,
 ) -> list[Out | Exception]:
     """Run ``call`` over ``inputs`` with at most ``max_concurrency`` in flight; results in input order.
 
     With ``return_exceptions=False`` the first failure cancels the calls still running and is raised;
     otherwise each failure is placed at its input's index. With ``fail_fast``, once it trips no more inputs
-    are sent, the calls still running are cancelled and its :class:`SystematicFailureError` is raised.
+    are sent, the calls still running are cancelled and its :class:`SystematicFailureError` is raised. When
+    ``deadline`` seconds pass first, the calls still running are cancelled and every input without an answer
+    gets an :class:`APITimeoutError` (raised at once without ``return_exceptions``).
     """
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0):
+        raise ConfigurationError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
     items = list(inputs)
-    results: list[Any] = [None] * len(items)
+    results: list[Any] = [_UNANSWERED] * len(items)
     if not items:
         return results
     position = iter(range(len(items)))
@@ -235,7 +241,18 @@ async def run_batch(
     with batch_calls():  # the workers' calls wait their turn on a 429 (unless the client says otherwise)
         tasks = [asyncio.ensure_future(worker()) for _ in range(min(max_concurrency, len(items)))]
     try:
-        await asyncio.gather(*tasks)
+        if deadline is None:
+            await asyncio.gather(*tasks)
+        else:
+            await asyncio.wait_for(asyncio.gather(*tasks), deadline)
+    except TimeoutError:
+        await _cancel_all(tasks)
+        if failure:
+            raise failure[0] from failure[0].__cause__
+        late = APITimeoutError(f"the batch deadline of {deadline:g} s ran out before this input was answered")
+        if not return_exceptions:
+            raise late from None
+        return [late if result is _UNANSWERED else result for result in results]
     except BaseException:
         await _cancel_all(tasks)
         if failure:

@@ -260,3 +260,22 @@ async def test_four_workers_against_a_two_wide_endpoint_lose_nothing() -> None:
     assert [len(batch) for batch in results] == [40, 40, 40, 40]
     assert ep.max_processing <= 2
     assert ep.throttled_count < ep.request_count  # most sends were answered, not refused
+
+
+async def test_a_batch_deadline_bounds_the_whole_batch(serve: Any) -> None:
+    endpoint = Endpoint(capacity=1, latency=0.1)
+    url = await serve(endpoint)
+    async with az.LLM(url, max_concurrency=1, adaptive_concurrency=False) as llm:
+        started = time.monotonic()
+        results = await llm.abatch([f"p{i}" for i in range(50)], deadline=0.55, return_exceptions=True)
+        elapsed = time.monotonic() - started
+        with pytest.raises(az.APITimeoutError, match="batch deadline"):
+            await llm.abatch([f"q{i}" for i in range(50)], deadline=0.2)
+        with pytest.raises(az.ConfigurationError, match="deadline"):
+            await llm.abatch(["x"], deadline=0)
+    answered = [result for result in results if result == "ok"]
+    late = [result for result in results if isinstance(result, az.APITimeoutError)]
+    assert 3 <= len(answered) <= 6
+    assert len(answered) + len(late) == 50
+    assert results[: len(answered)] == ["ok"] * len(answered)  # one slot: the first inputs were answered
+    assert elapsed < 1.5
