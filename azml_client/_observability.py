@@ -58,7 +58,6 @@ _PARAMS = {
 _otel: _Otel | None = None  # set once OpenTelemetry was found and a provider configured
 _checked = False  # whether opentelemetry could not be imported (then never asked again)
 _api: tuple[Any, Any, Any, Any] | None = None  # (trace, metrics, propagate, context) once imported
-_quick: tuple[Any, Any] | None = None  # the API modules holding the provider globals, when they can be read
 # The clients whose concurrency limit the gauge reports: id -> (a weak reference to it, its server.address).
 _clients: dict[int, tuple[Any, str]] = {}
 _CALL: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar("azml_otel_call", default=None)
@@ -124,23 +123,15 @@ class _Otel:
 
 def _load() -> _Otel | None:
     """Import the OpenTelemetry API (once) and build the instruments once a provider is configured."""
-    global _otel, _checked, _api, _quick
+    global _otel, _checked, _api
     if _api is None:
         try:
             from opentelemetry import context, metrics, propagate, trace
-            from opentelemetry.metrics import _internal as metrics_internal
         except ImportError:
             _checked = True
             return None
         _api = (trace, metrics, propagate, context)
-        # The API keeps the providers set with set_*_provider in these globals; while both are None (and no
-        # OTEL_PYTHON_*_PROVIDER names one to load), nothing is configured: two attribute reads a call.
-        if not (os.environ.get("OTEL_PYTHON_TRACER_PROVIDER") or os.environ.get("OTEL_PYTHON_METER_PROVIDER")) and (
-            hasattr(trace, "_TRACER_PROVIDER") and hasattr(metrics_internal, "_METER_PROVIDER")
-        ):
-            _quick = (trace, metrics_internal)
-    if _quick is not None and _quick[0]._TRACER_PROVIDER is None and _quick[1]._METER_PROVIDER is None:  # noqa: SLF001
-        return None
+    # Only the API's public calls: the project reads dependency internals in one room only (the session pool).
     trace, metrics, propagate, context = _api
     tracer_set = not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
     meter_provider = metrics.get_meter_provider()
@@ -164,8 +155,8 @@ def active() -> _Otel | None:
 
 def _reset_for_tests() -> None:
     """Forget what :func:`active` found (tests that switch providers or block the import)."""
-    global _otel, _checked, _api, _quick
-    _otel, _checked, _api, _quick = None, False, None, None
+    global _otel, _checked, _api
+    _otel, _checked, _api = None, False, None
 
 
 def _use_providers(tracer_provider: Any, meter_provider: Any) -> None:
@@ -404,7 +395,7 @@ def _register(otel: _Otel, client: EndpointClient, address: str) -> None:
         import weakref
 
         otel.clients[key] = (weakref.ref(client), address)
-        client._subscribe(record_attempt)  # noqa: SLF001  (the model layer's own way onto the attempt seam)
+        client.add_attempt_hook(record_attempt)
 
 
 def call_scope(

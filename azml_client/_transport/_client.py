@@ -344,8 +344,14 @@ class EndpointClient:
         """Whether model calls send the W3C ``traceparent`` of their span (``propagate_trace=``)."""
         return self._propagate_trace
 
-    def _subscribe(self, hook: AttemptHook) -> None:
-        """Deliver attempts to ``hook`` too, after the user's ``on_attempt`` (the model layer's tracing)."""
+    def add_attempt_hook(self, hook: AttemptHook) -> None:
+        """Deliver every :class:`Attempt` to ``hook`` too, after ``on_attempt`` (once, however often it is added).
+
+        What a layer above the transport uses to watch attempts without replacing the user's hook (the
+        OpenTelemetry instrumentation records retries and throttling waits this way).
+        """
+        if not callable(hook):
+            raise ConfigurationError(f"an attempt hook must be a callable, got {type(hook).__name__}")
         if hook not in self._hooks:
             self._hooks = (*self._hooks, hook)
 
