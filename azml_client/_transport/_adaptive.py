@@ -156,7 +156,9 @@ class AdaptiveLimit:
                 return self.in_flight_cap != before
             cut = self._limit * (1.0 if repeat and accepted is not None else 0.95 if repeat else self._backoff)
             if accepted is not None:
-                cut = min(cut, float(accepted))
+                # At most halved by one refusal: "accepted" is read off the requests in flight and can be low
+                # when the answers are slow to be read (a loaded client), and a burst still halves down fast.
+                cut = max(min(cut, float(accepted)), self._limit * 0.5)
                 self._ceiling = max(1.0, float(accepted))
             elif not repeat:
                 self._ceiling = self._limit

@@ -79,6 +79,8 @@ class Slot:
         """Give the slot back (idempotent)."""
         throttle, self._throttle = self._throttle, None
         if throttle is not None:
+            if self.seq:
+                throttle.answered()
             throttle.slots.release()
 
 
@@ -120,6 +122,7 @@ class Throttle:
         "_hold_until",
         "_last_paced",
         "_last_send",
+        "_last_seq",
         "_lock",
         "_rate",
         "_rate_cut",
@@ -128,6 +131,7 @@ class Throttle:
         "_sequence",
         "_tokens",
         "adaptive",
+        "sent_in_flight",
         "slots",
     )
 
@@ -142,6 +146,9 @@ class Throttle:
         self._rate: float | None = None  # sends per second learned from quota 429s
         self._rate_cut = -math.inf
         self._sequence = itertools.count(1)  # numbers each send
+        self._last_seq = 0
+        #: Requests sent and not yet answered (a slot taken but not yet used to send is not counted).
+        self.sent_in_flight = 0
         self._last_paced = -math.inf
         burst = rate_limit.burst_seconds if rate_limit is not None else 0.0
         rpm = rate_limit.requests_per_minute if rate_limit is not None else None
@@ -171,7 +178,14 @@ class Throttle:
 
     def mark_sent(self, slot: Slot) -> None:
         """Record that ``slot``'s request is being sent now."""
-        slot.seq = next(self._sequence)
+        with self._lock:
+            slot.seq = self._last_seq = next(self._sequence)
+            self.sent_in_flight += 1
+
+    def answered(self) -> None:
+        """A sent request is no longer in flight (its slot is given back)."""
+        with self._lock:
+            self.sent_in_flight -= 1
 
     def send_delay(self, weight: float) -> float:
         """Seconds the holder of a slot must wait before sending: the hold, the pace and the buckets.
@@ -239,11 +253,10 @@ class Throttle:
         with self._lock:
             self._refused_streak += 1
             streak = self._refused_streak
-        # The endpoint holds the requests that reached it before this one and are still in flight: those in
-        # flight, less the ones sent after this one (at most all of them).
-        in_flight = self.slots.in_flight
-        sent_after = next(self._sequence) - 1 - seq if seq else 0
-        accepted = max(0, in_flight - sent_after)
+        # The endpoint holds the requests that reached it before this one and are still in flight: those sent
+        # and unanswered, less the ones sent after this one (at most all of them).
+        sent_after = self._last_seq - seq if seq else 0
+        accepted = max(0, self.sent_in_flight - sent_after)
         # "Every request in flight refused": refusals in a row with nothing left in flight that the endpoint took.
         quota = _remaining_says_empty(headers) or (streak >= 2 and self.slots.in_flight == 0)
         if quota:
