@@ -245,7 +245,7 @@ async def run_batch(
             await asyncio.gather(*tasks)
         else:
             await asyncio.wait_for(asyncio.gather(*tasks), deadline)
-    except TimeoutError:
+    except (asyncio.TimeoutError, TimeoutError):  # the same class from 3.11 on; not on 3.10
         await _cancel_all(tasks)
         if failure:
             raise failure[0] from failure[0].__cause__

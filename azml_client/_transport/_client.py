@@ -706,7 +706,7 @@ class EndpointClient:
         left = deadline - asyncio.get_running_loop().time()
         try:
             return await asyncio.wait_for(self._throttle.acquire(), max(left, 0.0))
-        except TimeoutError:
+        except (asyncio.TimeoutError, TimeoutError):  # the same class from 3.11 on; not on 3.10
             raise _line_timeout(self._timeout, url, attempt) from None
 
     async def _send_once(

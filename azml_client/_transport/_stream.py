@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Final
@@ -54,7 +55,7 @@ async def read_error_body(response: aiohttp.ClientResponse) -> bytes:
                 response.close()
                 break
         return b"".join(chunks)[:MAX_ERROR_BODY]
-    except (aiohttp.ClientError, OSError, TimeoutError):
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError, TimeoutError):
         return b""
     finally:
         response.release()
