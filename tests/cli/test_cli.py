@@ -781,3 +781,15 @@ async def test_chat_stream_cut_short_prints_one_line_not_a_traceback() -> None:
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith("azml: error: APIConnectionError: "), run.stderr
+
+
+async def test_a_batch_against_a_capacity_limited_endpoint_finishes_with_no_failed_line(tmp_path: Path) -> None:
+    # A managed-like deployment: 2 processed at once, 2 queued, 429 "Too many pending requests" beyond.
+    source = write_jsonl(tmp_path / "in.jsonl", prompts(200))
+    out = tmp_path / "out.jsonl"
+    async with MockEndpoint(api_key=KEY, capacity=2, queue=2, latency=0.01) as ep:
+        run = await azml("batch", str(source), "-o", str(out), env=azml_env(ep.url), timeout=120)
+        refused = ep.throttled_count
+    assert run.returncode == 0, run.stderr
+    assert refused > 0  # it was pushed back, at default settings, and lost nothing
+    assert_complete(read_results(out), prompts(200))
