@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -34,11 +34,6 @@ ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 Role = Literal["system", "user", "assistant", "tool"]
 
 
-def _count(data: Mapping[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    return value if type(value) is int else None  # an int, not a bool
-
-
 @attrs.frozen(slots=True)
 class Usage:
     """Token counts an endpoint reported for one call; a field is ``None`` where the endpoint gave none."""
@@ -52,11 +47,13 @@ class Usage:
         """Build from an OpenAI-style ``usage`` object; ``None`` when ``data`` is not a mapping."""
         if not isinstance(data, Mapping):
             return None
-        prompt, completion, total = (
-            _count(data, "prompt_tokens"),
-            _count(data, "completion_tokens"),
-            _count(data, "total_tokens"),
-        )
+        # An int, not a bool: ``type(...) is int`` (read inline, as every chat and completion answer comes here).
+        prompt = data.get("prompt_tokens")
+        completion = data.get("completion_tokens")
+        total = data.get("total_tokens")
+        prompt = prompt if type(prompt) is int else None
+        completion = completion if type(completion) is int else None
+        total = total if type(total) is int else None
         if total is None and prompt is not None and completion is not None:
             total = prompt + completion
         return cls(prompt, completion, total)
@@ -236,7 +233,7 @@ def to_messages(messages: MessagesInput) -> list[Message]:
         ConfigurationError: an empty conversation, an unknown role or an item of another type.
     """
     if isinstance(messages, str):
-        return [Message("user", messages)]
+        return [new_message("user", messages)]
     if isinstance(messages, Message):
         return [messages]
     if isinstance(messages, (bytes, Mapping)) or not isinstance(messages, Iterable):
@@ -391,3 +388,47 @@ class ChatChunk:
     refusal: str = ""
     #: The HTTP call behind the stream, on its first chunk (``None`` on the others).
     call: CallInfo | None = attrs.field(default=None, repr=False, eq=False)
+
+
+_T = TypeVar("_T")
+_UNSET: Any = object()
+
+
+def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
+    """A constructor of the frozen, slotted attrs class ``cls`` for values the caller has already checked.
+
+    It takes the fields in order (positionally or by name, with the class's defaults) and sets each slot
+    directly: no converter, validator or ``__attrs_post_init__`` runs, and it costs about half of the class's own
+    ``__init__``. The answer readers use it for the results they build per call, after checking every value; it
+    is generated from ``attrs.fields(cls)``, so a field added to the class is never left unset.
+    """
+    fields = attrs.fields(cls)  # type: ignore[arg-type]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_UNSET": _UNSET}
+    params: list[str] = []
+    body = ["    obj = _new(_cls)"]
+    for position, field in enumerate(fields):
+        namespace[f"_set{position}"] = cls.__dict__[field.name].__set__
+        default = field.default
+        if default is attrs.NOTHING:
+            params.append(field.name)
+        elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            namespace[f"_factory{position}"] = default.factory
+            params.append(f"{field.name}=_UNSET")
+            body.append(f"    if {field.name} is _UNSET: {field.name} = _factory{position}()")
+        else:
+            namespace[f"_default{position}"] = default
+            params.append(f"{field.name}=_default{position}")
+        body.append(f"    _set{position}(obj, {field.name})")
+    body.append("    return obj")
+    source = f"def new_{cls.__name__}({', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(compile(source, f"<trusted constructor of {cls.__qualname__}>", "exec"), namespace)
+    built: Callable[..., _T] = namespace[f"new_{cls.__name__}"]
+    return built
+
+
+#: Trusted constructors (see :func:`trusted_constructor`) of the results an answer reader builds per call.
+new_message: Callable[..., Message] = trusted_constructor(Message)
+new_usage: Callable[..., Usage] = trusted_constructor(Usage)
+new_call_info: Callable[..., CallInfo] = trusted_constructor(CallInfo)
+new_chat_choice: Callable[..., ChatChoice] = trusted_constructor(ChatChoice)
+new_chat_result: Callable[..., ChatResult] = trusted_constructor(ChatResult)

@@ -566,8 +566,12 @@ class ContentFormatterBase:
 
 def as_messages(messages: MessagesInput | Iterable[Message]) -> list[Message]:
     """Return ``messages`` as a non-empty list of :class:`Message` (fast when they already are)."""
-    if isinstance(messages, list) and messages and all(type(item) is Message for item in messages):
-        return messages
+    if type(messages) is list and messages:
+        for item in messages:
+            if type(item) is not Message:
+                break
+        else:
+            return messages
     return to_messages(messages)  # type: ignore[arg-type]
 
 

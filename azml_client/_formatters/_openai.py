@@ -25,6 +25,9 @@ from azml_client._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    new_chat_choice,
+    new_chat_result,
+    new_message,
 )
 
 __all__ = [
@@ -171,13 +174,14 @@ def _message(position: int, raw: Any, finish_reason: str | None) -> Message:
     tool_call_id = raw.get("tool_call_id")
     if role == "tool" and not isinstance(tool_call_id, str):
         raise MalformedAnswer(f"choice {position} message is a tool message without a tool_call_id")
-    return Message(
-        role=role,
-        content=content,
-        name=name if isinstance(name, str) else None,
-        tool_call_id=tool_call_id if isinstance(tool_call_id, str) else None,
-        tool_calls=calls,
-        refusal=refusal,
+    # Every value was checked above, as Message's own checks would: the trusted constructor skips them.
+    return new_message(
+        role,
+        content,
+        name if isinstance(name, str) else None,
+        tool_call_id if isinstance(tool_call_id, str) else None,
+        calls,
+        refusal,
     )
 
 
@@ -195,7 +199,7 @@ def _chat_choice(position: int, choice: Any) -> ChatChoice:
     if finish_reason is not None and not isinstance(finish_reason, str):
         finish_reason = _opt_str(finish_reason, f"choice {position} 'finish_reason'")
     index = choice.get("index")
-    return ChatChoice(
+    return new_chat_choice(
         _message(position, message, finish_reason),
         finish_reason,
         index if type(index) is int else _index(index, position),
@@ -219,14 +223,7 @@ def parse_chat_body(data: Any) -> ChatResult:
     if not parsed:
         return ChatResult(message=Message("assistant", ""), usage=usage, raw=data, model=model)
     first = parsed[0]
-    return ChatResult(
-        message=first.message,
-        finish_reason=first.finish_reason,
-        usage=usage,
-        choices=parsed,
-        raw=data,
-        model=model,
-    )
+    return new_chat_result(first.message, first.finish_reason, usage, parsed, data, model)
 
 
 # -- stream chunks ---------------------------------------------------------------------------------------------

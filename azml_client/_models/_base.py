@@ -25,7 +25,7 @@ from azml_client._json import loads
 from azml_client._models._batch import FailFast, check_concurrency, fail_fast_for, run_as_completed, run_batch
 from azml_client._models._sync import LoopThread, existing_runner, runner_for
 from azml_client._transport import NON_SSE_EVENT, EndpointClient, EventStream, Response, Route
-from azml_client._types import CallInfo, Usage
+from azml_client._types import CallInfo, Usage, new_call_info
 
 __all__ = ["ModelBase", "call_info"]
 
@@ -37,13 +37,13 @@ Self = TypeVar("Self", bound="ModelBase[Any, Any]")
 def call_info(answer: Response | EventStream) -> CallInfo:
     """Describe the HTTP call behind an answer (a whole Response, or an event stream whose headers arrived)."""
     headers = answer.headers
-    return CallInfo(
-        status=answer.status or 0,
-        attempts=answer.attempts,
-        request_id=answer.request_id,
-        deployment=headers.get("azureml-model-deployment"),
-        elapsed=answer.elapsed,
-        headers=headers,
+    return new_call_info(
+        answer.status or 0,
+        answer.attempts,
+        answer.request_id,
+        headers.get("azureml-model-deployment"),
+        answer.elapsed,
+        headers,
     )
 
 
@@ -297,16 +297,21 @@ class ModelBase(Generic[In, Out]):
         model_kwargs: Mapping[str, Any],
         stop_on_systematic_failure: bool | FailFast = False,
         deadline: float | None = None,
+        plain: Callable[[Any, Mapping[str, Any], TimeoutLike | None], Awaitable[Any]] | None = None,
     ) -> Awaitable[list[Any]]:
-        """What every batch method does: check the limit, merge the kwargs once, run ``one`` per input in order."""
+        """What every batch method does: check the limit, merge the kwargs once, run ``one`` per input in order.
+
+        ``plain`` is ``one`` without its OpenTelemetry check, run per input when the batch found none at its start.
+        """
         limit = check_concurrency(max_concurrency, self._batch_concurrency)
         guard = fail_fast_for(stop_on_systematic_failure)
         merged = self._call_kwargs(stop, model_kwargs)
         otel = _observability.active()
         if otel is not None:
             return self._traced_batch(otel, one, inputs, limit, return_exceptions, timeout, merged, guard, deadline)
+        untraced = one if plain is None else plain
         return run_batch(
-            lambda item: one(item, merged, timeout),
+            lambda item: untraced(item, merged, timeout),
             inputs,
             max_concurrency=limit,
             return_exceptions=return_exceptions,
@@ -355,7 +360,15 @@ class ModelBase(Generic[In, Out]):
     # ------------------------------------------------------------------ batching
 
     async def _one(self, item: In, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> Out:
-        """Run one input with already merged model kwargs (what a batch calls per input)."""
+        """Run one input with already merged model kwargs, traced when OpenTelemetry is active."""
+        raise NotImplementedError
+
+    async def _plain(self, item: In, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> Out:
+        """What :meth:`_one` does untraced: the call an untraced batch makes per input (its hot path).
+
+        A batch looks for OpenTelemetry once, when it starts; a batch that found none does not look again per
+        input (a provider configured while it runs applies from the next batch).
+        """
         raise NotImplementedError
 
     @overload
@@ -441,6 +454,7 @@ class ModelBase(Generic[In, Out]):
             model_kwargs,
             stop_on_systematic_failure,
             deadline,
+            plain=self._plain,
         )
 
     def abatch_as_completed(
@@ -475,7 +489,7 @@ class ModelBase(Generic[In, Out]):
                 ),
             )
         return run_as_completed(
-            lambda item: self._one(item, merged, timeout), inputs, max_concurrency=limit, fail_fast=guard
+            lambda item: self._plain(item, merged, timeout), inputs, max_concurrency=limit, fail_fast=guard
         )
 
     @overload

@@ -74,14 +74,14 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
                 _observability.describe_chat,
                 lambda: _observability.messages_json(messages),
             )
-        return await self._chat(item, kwargs, timeout, None)
+        return await self._chat(item, kwargs, timeout)
 
     async def _chat(
         self,
         item: MessagesInput,
         kwargs: Mapping[str, Any],
         timeout: TimeoutLike | None,
-        extra: Mapping[str, str] | None,
+        extra: Mapping[str, str] | None = None,
     ) -> ChatResult:
         api_type = self._client.api_type
         formatter = self._chat_formatter
@@ -96,6 +96,9 @@ class ChatModel(ModelBase[MessagesInput, ChatResult]):
         if weight:
             self._settle(weight, result.usage)
         return with_call(result, response)
+
+    #: An untraced batch sends each conversation straight through :meth:`_chat` (one coroutine fewer per call).
+    _plain = _chat
 
     async def ainvoke(
         self,

@@ -95,9 +95,14 @@ class LLM(ModelBase[str, str]):
         return with_call(completion, response)
 
     async def _one(self, item: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> str:
-        # What _complete does without describing the call, one coroutine shallower: a batch runs this per prompt.
-        if self._client.counts_tokens or _observability.active() is not None:
+        if _observability.active() is not None:
             return (await self._complete(item, kwargs, timeout)).text
+        return await self._plain(item, kwargs, timeout)
+
+    async def _plain(self, item: str, kwargs: Mapping[str, Any], timeout: TimeoutLike | None) -> str:
+        # What _completion does without describing the call: an untraced batch runs this per prompt.
+        if self._client.counts_tokens:
+            return (await self._completion(item, kwargs, timeout, None)).text
         api_type = self._client.api_type
         body = self._formatter.build_request(_check_prompt(item), kwargs, api_type)
         response = await self._client.post(body, route="completions", headers=self._headers, timeout=timeout)
@@ -164,7 +169,14 @@ class LLM(ModelBase[str, str]):
     ) -> list[Completion] | list[Completion | Exception]:
         """Like :meth:`abatch`, but each result is the whole :class:`Completion` (choices, usage, ``call``)."""
         return await self._run_batch(
-            self._complete, prompts, max_concurrency, return_exceptions, stop, timeout, model_kwargs
+            self._complete,
+            prompts,
+            max_concurrency,
+            return_exceptions,
+            stop,
+            timeout,
+            model_kwargs,
+            plain=lambda prompt, kwargs, timeout: self._completion(prompt, kwargs, timeout, None),
         )
 
     async def astream(

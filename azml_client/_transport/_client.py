@@ -52,7 +52,7 @@ from azml_client._transport._errors import DEPLOYMENT_HEADER, set_attempts, stat
 from azml_client._transport._events import Attempt, AttemptHook, AttemptKind
 from azml_client._transport._pool import SessionPool
 from azml_client._transport._proxy import ProxySetting, resolve_proxy
-from azml_client._transport._response import Response, request_id_from
+from azml_client._transport._response import Response, new_response, request_id_from
 from azml_client._transport._stream import EventStream, OpenStream, read_body, read_error_body
 from azml_client._transport._throttle import Slot, Throttle, throttle_mode
 from azml_client._transport._urls import Route, is_loopback, parse_endpoint_url, route_url
@@ -769,14 +769,15 @@ class EndpointClient:
                 self._throttle.on_success(loop.time() - attempt_start)
                 if logger.isEnabledFor(logging.DEBUG):
                     self._log_attempt(url, status, attempt_start, attempt, loop)
-                return Response(
-                    status=status,
-                    headers=response.headers,
-                    body=payload,
-                    url=self._url_text(url),
-                    request_id=request_id_from(response.headers),
-                    attempts=attempt,
-                    elapsed=loop.time() - start,
+                headers = response.headers
+                return new_response(
+                    status,
+                    headers,
+                    payload,
+                    self._url_text(url),
+                    request_id_from(headers),
+                    attempt,
+                    loop.time() - start,
                 )
         except Exception as exc:
             if session.closed:  # our own close, not the server's doing: say so, and do not retry

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
 from azml_client._exceptions import ResponseFormatError
 from azml_client._json import JSONDecodeError, loads
+from azml_client._types import trusted_constructor
 
-__all__ = ["Response", "request_id_from"]
+__all__ = ["Response", "new_response", "request_id_from"]
 
 _REQUEST_ID_HEADERS = ("x-request-id", "x-ms-request-id", "apim-request-id", "x-ms-client-request-id")
 
@@ -67,3 +68,7 @@ class Response:
     def text(self) -> str:
         """Decode the body as UTF-8 text (invalid bytes replaced)."""
         return self.body.decode("utf-8", "replace")
+
+
+#: Response's constructor without attrs' per-field indirection (the transport builds one per call).
+new_response: Callable[..., Response] = trusted_constructor(Response)
