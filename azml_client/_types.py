@@ -7,6 +7,7 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 
+from azml_client import _json
 from azml_client._exceptions import ConfigurationError
 
 __all__ = [
@@ -289,9 +290,19 @@ class CompletionChoice:
     logprobs: Any = None
 
 
+class _DeferredRaw:
+    """The slot in which a result keeps its answer's body until ``raw`` is first read (see :func:`defer_raw`)."""
+
+    __slots__ = ("_raw_body",)
+
+
 @attrs.frozen(slots=True)
-class Completion:
-    """The result of a completion call: the (first) text, why it ended, token usage, and the decoded body."""
+class Completion(_DeferredRaw):
+    """The result of a completion call: the (first) text, why it ended, token usage, and the decoded body.
+
+    ``raw`` is the decoded answer; a result read from an answer by a built-in formatter decodes it again on first
+    access (and keeps it), so that a batch's results do not each hold a tree of dicts nobody reads.
+    """
 
     text: str
     finish_reason: str | None = None
@@ -328,10 +339,11 @@ class ChatChoice:
 
 
 @attrs.frozen(slots=True)
-class ChatResult:
+class ChatResult(_DeferredRaw):
     """The result of a chat call.
 
-    ``message`` is the first choice's assistant message; ``choices`` holds all ``n`` of them.
+    ``message`` is the first choice's assistant message; ``choices`` holds all ``n`` of them. ``raw`` is the
+    decoded answer, decoded again on first access when a built-in formatter read it (as :class:`Completion`'s).
     """
 
     message: Message
@@ -432,3 +444,47 @@ new_usage: Callable[..., Usage] = trusted_constructor(Usage)
 new_call_info: Callable[..., CallInfo] = trusted_constructor(CallInfo)
 new_chat_choice: Callable[..., ChatChoice] = trusted_constructor(ChatChoice)
 new_chat_result: Callable[..., ChatResult] = trusted_constructor(ChatResult)
+
+
+# -- results whose raw answer is decoded on first access --------------------------------------------------------
+
+#: What the ``raw`` slot holds until the body kept beside it is decoded (one object shared by every result).
+_UNDECODED: Any = object()
+_RAW_BODY: Any = _DeferredRaw.__dict__["_raw_body"]
+
+
+def _defer_raw_of(cls: type[_DeferredRaw]) -> Any:
+    """Put a property over ``cls``'s ``raw`` slot that decodes the kept body on first access; return the slot."""
+    slot: Any = cls.__dict__["raw"]
+
+    def read(result: _DeferredRaw) -> Any:
+        value = slot.__get__(result, cls)
+        if value is _UNDECODED:
+            value = _json.loads(_RAW_BODY.__get__(result, _DeferredRaw))
+            slot.__set__(result, value)  # two threads may both decode: each gets an equal value, one is kept
+            _RAW_BODY.__set__(result, None)
+        return value
+
+    def write(result: _DeferredRaw, value: Any) -> None:  # attrs' __init__ (users meet FrozenInstanceError first)
+        slot.__set__(result, value)
+
+    deferred = property(read, write, doc="The decoded answer (decoded on first access when it was deferred).")
+    cls.raw = deferred  # type: ignore[attr-defined]
+    return slot
+
+
+_RAW_SLOTS: dict[type[Any], Any] = {cls: _defer_raw_of(cls) for cls in (Completion, ChatResult)}
+
+_Result = TypeVar("_Result", Completion, ChatResult)
+
+
+def defer_raw(result: _Result, body: bytes | str) -> _Result:
+    """Keep ``body`` in place of ``result.raw`` (which must be ``body`` decoded) until somebody reads ``raw``.
+
+    A decoded answer is a tree of several dicts and lists per result, which a batch of a million results would
+    keep alive (and the garbage collector would walk) although few callers ever read it; the body is one
+    ``bytes`` object.
+    """
+    _RAW_BODY.__set__(result, body)
+    _RAW_SLOTS[type(result)].__set__(result, _UNDECODED)
+    return result

@@ -71,3 +71,76 @@ def test_a_field_added_to_a_class_is_never_left_unset() -> None:
 
 def test_to_messages_of_a_str_is_one_checked_user_message() -> None:
     assert to_messages("hello") == [az.Message("user", "hello")]
+
+
+# -- raw answers decoded on first access ---------------------------------------------------------------------
+
+_CHAT_ANSWER = (
+    b'{"id": "chatcmpl-1", "object": "chat.completion", "model": "m", "choices": [{"index": 0, "message": '
+    b'{"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, '
+    b'"completion_tokens": 1, "total_tokens": 2}, "score": NaN}'
+)
+_COMPLETION_ANSWER = b'{"id": "cmpl-1", "choices": [{"text": "Hi", "finish_reason": "stop"}], "model": "m"}'
+
+
+def _chat_result() -> az.ChatResult:
+    return az.get_formatter("openai-chat").parse_chat_response(_CHAT_ANSWER, az.ApiType.serverless)
+
+
+def test_a_deferred_raw_reads_as_the_decoded_answer_and_stays_the_same_object() -> None:
+    import json
+
+    result = _chat_result()
+    expected = json.loads(_CHAT_ANSWER)  # NaN included, as the formatter's own decoder reads it
+    raw = result.raw
+    assert raw.keys() == expected.keys()
+    assert raw["choices"] == expected["choices"]
+    assert raw["id"] == "chatcmpl-1"
+    assert result.raw is raw  # decoded once: a caller's change to it is kept, as before
+    completion = az.get_formatter("openai").parse_response(_COMPLETION_ANSWER, az.ApiType.serverless)
+    assert completion.raw == json.loads(_COMPLETION_ANSWER)
+
+
+def test_a_deferred_raw_survives_pickle_copy_evolve_and_asdict() -> None:
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(_chat_result())).raw["id"] == "chatcmpl-1"
+    assert copy.deepcopy(_chat_result()).raw["id"] == "chatcmpl-1"
+    assert copy.copy(_chat_result()).raw["id"] == "chatcmpl-1"
+    assert attrs.evolve(_chat_result(), model="other").raw["id"] == "chatcmpl-1"
+    assert attrs.asdict(_chat_result())["raw"]["id"] == "chatcmpl-1"
+    assert _chat_result() == _chat_result()  # raw never took part in equality
+
+
+def test_raw_given_by_hand_is_kept_as_given_and_stays_frozen() -> None:
+    mine = {"anything": [1, 2]}
+    result = az.ChatResult(az.Message("assistant", "x"), raw=mine)
+    assert result.raw is mine
+    assert az.Completion("t", raw=b"bytes stay bytes").raw == b"bytes stay bytes"
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        _chat_result().raw = {}  # type: ignore[misc]
+
+
+def test_a_kept_result_holds_its_body_not_a_tree_of_dicts() -> None:
+    import gc
+    import tracemalloc
+
+    def retained(make: object, count: int = 2000) -> float:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            kept = [make() for _ in range(count)]  # type: ignore[operator]
+            size = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert len(kept) == count
+        return size / count
+
+    def eager() -> az.ChatResult:
+        result = _chat_result()
+        _ = result.raw  # decoded: what every result held before
+        return result
+
+    deferred, decoded = retained(_chat_result), retained(eager)
+    assert deferred < 0.75 * decoded, (deferred, decoded)

@@ -20,7 +20,7 @@ from azml_client._formatters._base import (
     as_messages,
 )
 from azml_client._formatters._lookup import register_formatter
-from azml_client._types import ChatChoice, ChatChunk, ChatResult, Message, content_text
+from azml_client._types import ChatChoice, ChatChunk, ChatResult, Message, content_text, defer_raw
 
 __all__ = [
     "CustomOpenAIChatContentFormatter",
@@ -170,9 +170,10 @@ class CustomOpenAIChatContentFormatter(ChatContentFormatterBase):
 
     def _openai_chat(self, data: Any, body: bytes, status: int, api_type: ApiType) -> ChatResult:
         try:
-            return _openai.parse_chat_body(data)
+            result = _openai.parse_chat_body(data)
         except _openai.MalformedAnswer as exc:
             raise self._malformed(exc, body, status, ApiType.serverless) from None
+        return defer_raw(result, body)
 
     def parse_chat_stream_event(self, data: str, api_type: ApiType) -> ChatChunk | None:
         """Read one OpenAI chat stream chunk (serverless only).

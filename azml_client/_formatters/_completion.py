@@ -15,7 +15,7 @@ from azml_client._exceptions import ConfigurationError
 from azml_client._formatters import _openai
 from azml_client._formatters._base import ContentFormatterBase, DeprecatedFormatterAlias, _coerce_api_type
 from azml_client._formatters._lookup import register_formatter
-from azml_client._types import Completion, CompletionChoice, CompletionChunk
+from azml_client._types import Completion, CompletionChoice, CompletionChunk, defer_raw
 
 __all__ = [
     "CustomOpenAIContentFormatter",
@@ -244,9 +244,10 @@ class CustomOpenAIContentFormatter(_BuiltinCompletionFormatter):
         if api_type == ApiType.serverless:
             data = self._loads(body, status, api_type)
             try:
-                return _openai.parse_completion_body(data)
+                completion = _openai.parse_completion_body(data)
             except _openai.MalformedAnswer as exc:
                 raise self._malformed(exc, body, status, api_type) from None
+            return defer_raw(completion, body)
         return self._parse_zero_key(body, api_type, status, "dedicated")
 
 
