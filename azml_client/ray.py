@@ -14,14 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from azml_client._scale import (
-    ScoreConfig,
-    SystematicFailureError,
-    _Tracker,
-    check_input_columns,
-    make_config,
-    score_batch,
-)
+from azml_client._exceptions import SystematicFailureError
+from azml_client._models._batch import FailFast
+from azml_client._scale import ScoreConfig, check_input_columns, make_config, score_batch
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,16 +36,16 @@ def _scorer_class(config: ScoreConfig) -> type:
     """The callable class ``map_batches`` pickles to the actors: the config (and key) lives in its closure only."""
 
     class AzmlScorer:
-        """One actor: its model (from the process cache) and its systematic-failure tracker."""
+        """One actor: its model (from the process cache) and its systematic-failure rule."""
 
         def __init__(self) -> None:
-            self._tracker = _Tracker()
+            self._guard = FailFast()
 
         def __call__(self, batch: pa.Table) -> pa.Table:
             import pyarrow as pa
 
             parts = batch.to_batches() or [pa.RecordBatch.from_pylist([], schema=batch.schema)]
-            return pa.Table.from_batches([score_batch(config, part, self._tracker) for part in parts])
+            return pa.Table.from_batches([score_batch(config, part, self._guard) for part in parts])
 
     return AzmlScorer
 

@@ -12,14 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from azml_client._scale import (
-    RESULT_FIELDS,
-    ScoreConfig,
-    SystematicFailureError,
-    check_input_columns,
-    make_config,
-    score_batches,
-)
+from azml_client._exceptions import SystematicFailureError
+from azml_client._scale import RESULT_FIELDS, ScoreConfig, check_input_columns, make_config, score_batches
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -513,6 +514,27 @@ async def test_as_completed_stops_on_a_wrong_path_after_yielding_what_ran(ep: Mo
                 seen += 1
     assert seen == ep.request_count  # every call that was sent was yielded
     assert 20 <= seen < 100
+
+
+def test_errors_pickle_whole_for_worker_processes() -> None:
+    wrong_key = az.AuthenticationError("no", status_code=401, body=b"{}", headers={"X-Request-Id": "r1"})
+    stopped = az.SystematicFailureError("AuthenticationError (HTTP 401)", count=20, sent=31, error=wrong_key)
+    for error in [
+        wrong_key,
+        stopped,
+        az.ResponseFormatError("no fit", formatter="gpt2", status=200, body=b"[]", hint="h"),
+        az.APITimeoutError("late", url="http://x/score", attempts=3),
+        az.StreamError("boom", data="d", code="c"),
+        az.ConfigurationError("bad"),
+    ]:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+        assert copy.__dict__.keys() == error.__dict__.keys()
+    copy = pickle.loads(pickle.dumps(stopped))
+    assert (copy.kind, copy.count, copy.sent) == ("AuthenticationError (HTTP 401)", 20, 31)
+    assert copy.error.headers["x-request-id"] == "r1"  # the last failure comes along, case-insensitive headers too
+    assert isinstance(pickle.loads(pickle.dumps(az.ConfigurationError("bad"))), ValueError)
 
 
 async def test_transient_faults_and_successes_never_trip_the_rule() -> None:
