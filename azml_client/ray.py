@@ -5,8 +5,11 @@
 ``"ErrorType: message"``), ``attempts`` and ``request_id``, built with ``map_batches`` over a pool of actors (a
 callable class, ``batch_format="pyarrow"``): one client per actor, reused across its batches, each running the
 client's adaptive limiter. Actors ask ``num_cpus=0.25`` by default: they wait on the network, and an actor asking a
-whole CPU starves the read stage of a small cluster. The key travels inside the pickled class, never in the runtime
-environment, the task names or the dataset's repr. :func:`pending` keeps the rows a previous run has not answered.
+whole CPU starves the read stage of a small cluster. An actor that dies (its process killed, its node lost) is
+restarted and its batch sent again, as often as it takes (``max_restarts=-1``, ``max_task_retries=-1``: Ray
+Data's own defaults, made explicit); a batch that raises is never retried. The key travels inside the pickled
+class, never in the runtime environment, the task names or the dataset's repr. :func:`pending` keeps the rows a
+previous run has not answered.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ def _map(
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
         num_cpus=num_cpus,
         zero_copy_batch=True,
+        max_restarts=-1,  # a dead actor is restarted and its batch sent again, without limit
+        max_task_retries=-1,  # (a batch that raises is not retried: only a process or node that dies)
     )
 
 
