@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import ray.data
 from pyspark.sql import DataFrame
@@ -42,6 +42,9 @@ def sync_surface(llm: az.LLM, chat: az.ChatModel) -> None:
     completion: az.Completion = llm.complete("prompt")
     texts: list[str] = llm.batch(["a"])
     maybe: list[str | Exception] = llm.batch(["a"], return_exceptions=True)
+    assert_type(llm.batch(["a"], stop_on_systematic_failure=True, deadline=30.0), list[str])
+    assert_type(chat.batch(["Hi"], return_exceptions=True, deadline=30), list[az.ChatResult | Exception])
+    assert_type(llm.batch_as_completed(["a"], stop_on_systematic_failure=True), Iterable[tuple[int, str | Exception]])
     answers: list[az.ChatResult] = chat.batch(["Hi"])
     full: list[az.Completion | Exception] = llm.complete_batch(["a"])
     pieces: Iterator[str] = llm.stream("prompt")
