@@ -541,16 +541,9 @@ class ModelBase(Generic[In, Out]):
         (seconds) bounds the whole batch, every input without an answer then getting an
         :class:`~azml_client.APITimeoutError`. See :meth:`abatch`.
         """
+        options = {"stop_on_systematic_failure": stop_on_systematic_failure, "deadline": deadline}
         return self._run_sync_batch(
-            self.abatch,
-            inputs,
-            max_concurrency,
-            return_exceptions,
-            stop,
-            timeout,
-            model_kwargs,
-            stop_on_systematic_failure=stop_on_systematic_failure,
-            deadline=deadline,
+            self.abatch, inputs, max_concurrency, return_exceptions, stop, timeout, model_kwargs, **options
         )
 
     def batch_as_completed(
