@@ -109,7 +109,8 @@ def complete(
         **client_options: :class:`~azml_client.EndpointClient` options per actor and ``max_batch_concurrency``.
 
     Raises:
-        SystematicFailureError: (when the dataset runs) 20 consecutive rows refused the same non-transient way.
+        SystematicFailureError: (when the dataset runs) 20 consecutive rows of an actor refused the same way no
+            retry fixes (the rule of every batch surface, ``FailFast``), e.g. a wrong key.
     """
     config = make_config(
         "completion", prompt_col, endpoint_url, api_key, credential, formatter, model_kwargs, params_col, client_options
