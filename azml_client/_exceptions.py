@@ -67,8 +67,20 @@ def _preview(body: bytes | str | None, limit: int = _MESSAGE_BODY_PREVIEW) -> st
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """Unpickle an :class:`AzureMLError` without calling its ``__init__`` (pickle then restores its attributes)."""
+    return cls.__new__(cls, *args)
+
+
 class AzureMLError(Exception):
-    """Base class of every error azml-client raises on purpose."""
+    """Base class of every error azml-client raises on purpose.
+
+    Every one pickles, keyword-only arguments and all, so an error raised in a worker process (a Ray actor, a
+    ``multiprocessing`` pool) reaches the driver whole.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, (type(self), self.args), self.__dict__ or None
 
 
 class ConfigurationError(AzureMLError, ValueError):
@@ -155,15 +167,19 @@ class SystematicFailureError(AzureMLError):
         count: how many finished calls in a row failed that way.
         sent: how many inputs had been taken (sent, or on their way) when the batch stopped.
         error: the last of those failures (also the ``__cause__``).
+
+    ``message`` replaces the default text (the scale-out helpers speak of rows, not calls).
     """
 
-    def __init__(self, kind: str, *, count: int, sent: int, error: BaseException) -> None:
+    def __init__(self, kind: str, *, count: int, sent: int, error: BaseException, message: str | None = None) -> None:
         self.kind = kind
         self.count = count
         self.sent = sent
         self.error = error
         super().__init__(
-            f"stopped early: the last {count} finished calls all failed the same way ({kind}); "
+            message
+            if message is not None
+            else f"stopped early: the last {count} finished calls all failed the same way ({kind}); "
             f"{sent} inputs were sent, the rest were not. Last error: {error}"
         )
 

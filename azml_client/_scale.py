@@ -6,9 +6,10 @@ config, so every partition or batch that a Python worker runs reuses its client 
 limiter). Each batch runs on the client's own loop thread (the sync twins' runner): one asyncio loop per worker.
 
 Every input row gives one output row: the input's columns plus :data:`RESULT_FIELDS`. A row that fails after its
-retries gets ``error`` = ``"ErrorType: message"``; only a systematic failure (:data:`SYSTEMATIC_RUN` consecutive
-finished calls refused the same non-transient way: a wrong key, a wrong URL) raises
-:class:`SystematicFailureError` and stops the job.
+retries gets ``error`` = ``"ErrorType: message"``; only a systematic failure stops the job: the rule every batch
+surface shares (:class:`~azml_client._models._batch.FailFast`, one per partition or actor: 20 consecutive finished
+calls refused the same way no retry fixes, a wrong key, URL or deployment) raises
+:class:`~azml_client.SystematicFailureError`.
 
 pyarrow is imported here, never by ``import azml_client``.
 """
@@ -26,16 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from azml_client._exceptions import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AzureMLError,
-    ConfigurationError,
-    CredentialError,
-    ResponseTooLargeError,
-)
-from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY, run_as_completed
+from azml_client._exceptions import ConfigurationError, SystematicFailureError
+from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY, FailFast, run_as_completed
 from azml_client._models._sync import runner_for
 
 if TYPE_CHECKING:
@@ -45,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RESULT_FIELDS",
-    "SYSTEMATIC_RUN",
     "ScoreConfig",
     "SystematicFailureError",
     "make_config",
@@ -64,30 +56,6 @@ RESULT_FIELDS: tuple[tuple[str, str], ...] = (
     ("attempts", "int64"),
     ("request_id", "string"),
 )
-
-#: How many consecutive finished calls failing the same non-transient way stop a job.
-# TODO(issue 14): switch to the CLI's shared rule in azml_client/_models/_batch.py once it lands (same rule: K=20
-# consecutive finished calls with the same non-transient error type and status; 5xx, timeouts, 429s never count).
-SYSTEMATIC_RUN = 20
-
-
-class SystematicFailureError(AzureMLError):
-    """Every row is refused the same way (a wrong key, URL or deployment): the job stops instead of failing each row.
-
-    Attributes:
-        error_type: the error's type name, e.g. ``"AuthenticationError"``.
-        status_code: its HTTP status, or None for a failure without one.
-        count: how many consecutive calls failed that way.
-    """
-
-    def __init__(self, error_type: str, status_code: int | None, count: int, message: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.status_code = status_code
-        self.count = count
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.error_type, self.status_code, self.count, str(self)))
 
 
 @attrs.frozen(repr=False)
@@ -221,49 +189,6 @@ def check_input_columns(names: Iterable[str], config: ScoreConfig) -> None:
         raise ConfigurationError(f"the input already has result column(s) {clash}: rename or drop them first")
 
 
-class _Tracker:
-    """The systematic-failure rule over calls in the order they finish (one tracker per partition)."""
-
-    def __init__(self) -> None:
-        self.signature: tuple[str, int | None] | None = None
-        self.count = 0
-
-    def record(self, error: BaseException | None) -> None:
-        signature = _systematic_signature(error) if error is not None else None
-        if signature is None or signature != self.signature:
-            self.signature, self.count = signature, 0
-        if signature is None:
-            return
-        self.count += 1
-        if self.count >= SYSTEMATIC_RUN:
-            kind, status = signature
-            raise SystematicFailureError(
-                kind,
-                status,
-                self.count,
-                f"stopped: {self.count} consecutive rows failed with {kind}"
-                + (f" (HTTP {status})" if status is not None else "")
-                + f": {_message(error)}. Every row is refused the same way: check the endpoint URL, key or "
-                "credential, and deployment.",
-            )
-
-
-def _systematic_signature(error: BaseException) -> tuple[str, int | None] | None:
-    """The (type, status) of a non-transient failure, or None for one that never counts (5xx, 408, 429, timeouts)."""
-    if isinstance(error, APIStatusError):
-        status = error.status_code
-        if status >= 500 or status in (408, 429):
-            return None
-        return type(error).__name__, status
-    if isinstance(error, APITimeoutError | ResponseTooLargeError):
-        return None
-    if isinstance(error, APIConnectionError):
-        return None if error.retryable else (type(error).__name__, None)
-    if isinstance(error, CredentialError):
-        return type(error).__name__, None
-    return None
-
-
 def _message(error: BaseException | None) -> str:
     return str(error).splitlines()[0] if error is not None and str(error) else ""
 
@@ -295,12 +220,28 @@ def _messages(value: Any) -> Any:
     return value
 
 
-def score_batch(config: ScoreConfig, batch: pa.RecordBatch, tracker: _Tracker | None = None) -> pa.RecordBatch:
-    """Score one record batch: its columns plus the result columns, one output row per input row, in order."""
+def _rows_refused(error: SystematicFailureError) -> SystematicFailureError:
+    """The shared rule's error, told in rows: what a data engineer reads in the engine's job failure."""
+    return SystematicFailureError(
+        error.kind,
+        count=error.count,
+        sent=error.sent,
+        error=error.error,
+        message=f"stopped: {error.count} consecutive rows failed with {error.kind}: {_message(error.error)}. Every "
+        "row is refused the same way: check the endpoint URL, key or credential, deployment and formatter.",
+    )
+
+
+def score_batch(config: ScoreConfig, batch: pa.RecordBatch, guard: FailFast | None = None) -> pa.RecordBatch:
+    """Score one record batch: its columns plus the result columns, one output row per input row, in order.
+
+    ``guard`` is the partition's (or actor's) systematic-failure rule, kept across its batches; once it trips,
+    :class:`~azml_client.SystematicFailureError` is raised and the calls still running are cancelled.
+    """
     import pyarrow as pa
 
     model = model_for(config)
-    tracker = tracker if tracker is not None else _Tracker()
+    guard = guard if guard is not None else FailFast()
     n = batch.num_rows
     values = batch.column(config.input_col).to_pylist()
     params = batch.column(config.params_col).to_pylist() if config.params_col else [None] * n
@@ -328,16 +269,16 @@ def score_batch(config: ScoreConfig, batch: pa.RecordBatch, tracker: _Tracker | 
         return await model.ainvoke(item, **kwargs)  # type: ignore[attr-defined]
 
     async def run() -> None:
-        stream = run_as_completed(call, jobs, max_concurrency=config.batch_concurrency)
+        stream = run_as_completed(call, jobs, max_concurrency=config.batch_concurrency, fail_fast=guard)
         try:
             async for index, result in stream:
+                if guard.tripped:  # stop now, not after the calls still running
+                    break
                 row = jobs[index][0]
                 if isinstance(result, BaseException):
                     errors[row] = error_string(result)
                     attempts[row] = getattr(result, "attempts", None) or 1
-                    tracker.record(result)
                     continue
-                tracker.record(None)
                 if config.kind == "completion":
                     outputs[row], finish[row] = result.text, result.finish_reason
                 else:
@@ -348,8 +289,12 @@ def score_batch(config: ScoreConfig, batch: pa.RecordBatch, tracker: _Tracker | 
                 info = result.call
                 if info is not None:
                     attempts[row], request_ids[row] = info.attempts, info.request_id
+        except SystematicFailureError:  # tripped on the batch's last calls: the stream raises guard.error
+            pass
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+        if guard.error is not None:
+            raise _rows_refused(guard.error) from guard.error.error
 
     if jobs:
         runner_for(model.client).run(run)
@@ -367,7 +312,7 @@ def score_batch(config: ScoreConfig, batch: pa.RecordBatch, tracker: _Tracker | 
 
 
 def score_batches(config: ScoreConfig, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Score a partition's record batches in order (one systematic-failure tracker for the partition)."""
-    tracker = _Tracker()
+    """Score a partition's record batches in order (one systematic-failure rule for the partition)."""
+    guard = FailFast()
     for batch in batches:
-        yield score_batch(config, batch, tracker)
+        yield score_batch(config, batch, guard)

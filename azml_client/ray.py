@@ -5,8 +5,11 @@
 ``"ErrorType: message"``), ``attempts`` and ``request_id``, built with ``map_batches`` over a pool of actors (a
 callable class, ``batch_format="pyarrow"``): one client per actor, reused across its batches, each running the
 client's adaptive limiter. Actors ask ``num_cpus=0.25`` by default: they wait on the network, and an actor asking a
-whole CPU starves the read stage of a small cluster. The key travels inside the pickled class, never in the runtime
-environment, the task names or the dataset's repr. :func:`pending` keeps the rows a previous run has not answered.
+whole CPU starves the read stage of a small cluster. An actor that dies (its process killed, its node lost) is
+restarted and its batch sent again, as often as it takes (``max_restarts=-1``, ``max_task_retries=-1``: Ray
+Data's own defaults, made explicit); a batch that raises is never retried. The key travels inside the pickled
+class, never in the runtime environment, the task names or the dataset's repr. :func:`pending` keeps the rows a
+previous run has not answered.
 """
 
 from __future__ import annotations
@@ -14,14 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from azml_client._scale import (
-    ScoreConfig,
-    SystematicFailureError,
-    _Tracker,
-    check_input_columns,
-    make_config,
-    score_batch,
-)
+from azml_client._exceptions import SystematicFailureError
+from azml_client._models._batch import FailFast
+from azml_client._scale import ScoreConfig, check_input_columns, make_config, score_batch
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,16 +39,16 @@ def _scorer_class(config: ScoreConfig) -> type:
     """The callable class ``map_batches`` pickles to the actors: the config (and key) lives in its closure only."""
 
     class AzmlScorer:
-        """One actor: its model (from the process cache) and its systematic-failure tracker."""
+        """One actor: its model (from the process cache) and its systematic-failure rule."""
 
         def __init__(self) -> None:
-            self._tracker = _Tracker()
+            self._guard = FailFast()
 
         def __call__(self, batch: pa.Table) -> pa.Table:
             import pyarrow as pa
 
             parts = batch.to_batches() or [pa.RecordBatch.from_pylist([], schema=batch.schema)]
-            return pa.Table.from_batches([score_batch(config, part, self._tracker) for part in parts])
+            return pa.Table.from_batches([score_batch(config, part, self._guard) for part in parts])
 
     return AzmlScorer
 
@@ -73,6 +71,8 @@ def _map(
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
         num_cpus=num_cpus,
         zero_copy_batch=True,
+        max_restarts=-1,  # a dead actor is restarted and its batch sent again, without limit
+        max_task_retries=-1,  # (a batch that raises is not retried: only a process or node that dies)
     )
 
 
@@ -109,7 +109,8 @@ def complete(
         **client_options: :class:`~azml_client.EndpointClient` options per actor and ``max_batch_concurrency``.
 
     Raises:
-        SystematicFailureError: (when the dataset runs) 20 consecutive rows refused the same non-transient way.
+        SystematicFailureError: (when the dataset runs) 20 consecutive rows of an actor refused the same way no
+            retry fixes (the rule of every batch surface, ``FailFast``), e.g. a wrong key.
     """
     config = make_config(
         "completion", prompt_col, endpoint_url, api_key, credential, formatter, model_kwargs, params_col, client_options

@@ -12,14 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from azml_client._scale import (
-    RESULT_FIELDS,
-    ScoreConfig,
-    SystematicFailureError,
-    check_input_columns,
-    make_config,
-    score_batches,
-)
+from azml_client._exceptions import SystematicFailureError
+from azml_client._scale import RESULT_FIELDS, ScoreConfig, check_input_columns, make_config, score_batches
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,7 +69,8 @@ def complete(
             ``timeout``, ``retry``, ``max_concurrency``, ``rate_limit``, ...) and ``max_batch_concurrency``.
 
     Raises:
-        SystematicFailureError: (when the job runs) 20 consecutive rows refused the same non-transient way.
+        SystematicFailureError: (when the job runs) 20 consecutive rows of a partition refused the same way no
+            retry fixes (the rule of every batch surface, ``FailFast``), e.g. a wrong key.
     """
     config = make_config(
         "completion", prompt_col, endpoint_url, api_key, credential, formatter, model_kwargs, params_col, client_options

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import AsyncIterator, Iterable, Iterator
+
+import ray.data
+from pyspark.sql import DataFrame
 
 import azml_client as az
+from azml_client import ray as azr
+from azml_client import spark as azs
+
+if sys.version_info >= (3, 11):
+    from typing import assert_type
+else:  # typing_extensions' stubs ship with mypy
+    from typing_extensions import assert_type
 
 
 async def async_surface(llm: az.LLM, chat: az.ChatModel, client: az.EndpointClient) -> None:
@@ -31,6 +42,9 @@ def sync_surface(llm: az.LLM, chat: az.ChatModel) -> None:
     completion: az.Completion = llm.complete("prompt")
     texts: list[str] = llm.batch(["a"])
     maybe: list[str | Exception] = llm.batch(["a"], return_exceptions=True)
+    assert_type(llm.batch(["a"], stop_on_systematic_failure=True, deadline=30.0), list[str])
+    assert_type(chat.batch(["Hi"], return_exceptions=True, deadline=30), list[az.ChatResult | Exception])
+    assert_type(llm.batch_as_completed(["a"], stop_on_systematic_failure=True), Iterable[tuple[int, str | Exception]])
     answers: list[az.ChatResult] = chat.batch(["Hi"])
     full: list[az.Completion | Exception] = llm.complete_batch(["a"])
     pieces: Iterator[str] = llm.stream("prompt")
@@ -79,3 +93,16 @@ def errors(exc: az.AzureMLError) -> None:
         body: bytes = exc.body
         request_id: str | None = exc.request_id
         del wait, code, body, request_id
+
+
+def scale_out(df: DataFrame, ds: ray.data.Dataset) -> None:
+    # assert_type fails on Any too: the day one of these returns loosens, this file says so.
+    url, key = "https://x/score", "k"
+    assert_type(azs.complete(df, url, key, prompt_col="prompt", model_kwargs={"max_tokens": 8}), DataFrame)
+    assert_type(azs.chat(df, url, key, messages_col="messages", api_type="serverless"), DataFrame)
+    assert_type(azs.pending(df, df, id_col="id"), DataFrame)
+    assert_type(azr.complete(ds, url, key, batch_size=64, concurrency=(1, 4), num_cpus=0.5), ray.data.Dataset)
+    assert_type(azr.chat(ds, url, credential=lambda: None, params_col="params"), ray.data.Dataset)
+    assert_type(azr.pending(ds, ds, id_col="id"), ray.data.Dataset)
+    stopped: type[az.SystematicFailureError] = azs.SystematicFailureError
+    assert azr.SystematicFailureError is stopped

@@ -272,6 +272,7 @@ class ModelBase(Generic[In, Out]):
         stop: str | list[str] | None,
         timeout: TimeoutLike | None,
         model_kwargs: Mapping[str, Any],
+        **batch_options: Any,
     ) -> list[Any]:
         """The sync twin of a batch method: the inputs read here, the batch run on the client's runner."""
         items = list(inputs)
@@ -282,6 +283,7 @@ class ModelBase(Generic[In, Out]):
                 return_exceptions=return_exceptions,
                 stop=stop,
                 timeout=timeout,
+                **batch_options,
                 **model_kwargs,
             )
         )
@@ -501,6 +503,8 @@ class ModelBase(Generic[In, Out]):
         return_exceptions: Literal[False] = ...,
         stop: str | list[str] | None = ...,
         timeout: TimeoutLike | None = ...,
+        stop_on_systematic_failure: bool | FailFast = ...,
+        deadline: float | None = ...,
         **model_kwargs: Any,
     ) -> list[Out]: ...
 
@@ -513,6 +517,8 @@ class ModelBase(Generic[In, Out]):
         return_exceptions: Literal[True],
         stop: str | list[str] | None = ...,
         timeout: TimeoutLike | None = ...,
+        stop_on_systematic_failure: bool | FailFast = ...,
+        deadline: float | None = ...,
         **model_kwargs: Any,
     ) -> list[Out | Exception]: ...
 
@@ -525,6 +531,8 @@ class ModelBase(Generic[In, Out]):
         return_exceptions: bool,
         stop: str | list[str] | None = ...,
         timeout: TimeoutLike | None = ...,
+        stop_on_systematic_failure: bool | FailFast = ...,
+        deadline: float | None = ...,
         **model_kwargs: Any,
     ) -> list[Out] | list[Out | Exception]: ...
 
@@ -536,11 +544,20 @@ class ModelBase(Generic[In, Out]):
         return_exceptions: bool = False,
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
+        stop_on_systematic_failure: bool | FailFast = False,
+        deadline: float | None = None,
         **model_kwargs: Any,
     ) -> list[Out] | list[Out | Exception]:
-        """Sync twin of :meth:`abatch`."""
+        """Sync twin of :meth:`abatch`, with the same arguments.
+
+        ``stop_on_systematic_failure=True`` (or a ``FailFast``) stops a batch whose last 20 finished calls all
+        failed the same way no retry fixes, raising :class:`~azml_client.SystematicFailureError`; ``deadline``
+        (seconds) bounds the whole batch, every input without an answer then getting an
+        :class:`~azml_client.APITimeoutError`. See :meth:`abatch`.
+        """
+        options = {"stop_on_systematic_failure": stop_on_systematic_failure, "deadline": deadline}
         return self._run_sync_batch(
-            self.abatch, inputs, max_concurrency, return_exceptions, stop, timeout, model_kwargs
+            self.abatch, inputs, max_concurrency, return_exceptions, stop, timeout, model_kwargs, **options
         )
 
     def batch_as_completed(
@@ -550,12 +567,22 @@ class ModelBase(Generic[In, Out]):
         max_concurrency: int | None = None,
         stop: str | list[str] | None = None,
         timeout: TimeoutLike | None = None,
+        stop_on_systematic_failure: bool | FailFast = False,
         **model_kwargs: Any,
     ) -> Iterable[tuple[int, Out | Exception]]:
-        """Sync twin of :meth:`abatch_as_completed` (a sync iterable of inputs, read lazily)."""
+        """Sync twin of :meth:`abatch_as_completed` (a sync iterable of inputs, read lazily).
+
+        With ``stop_on_systematic_failure`` (off by default) no more inputs are taken once the rule trips, the
+        calls running are yielded, then :class:`~azml_client.SystematicFailureError` is raised.
+        """
         return self._runner.iterate(
             lambda: self.abatch_as_completed(
-                inputs, max_concurrency=max_concurrency, stop=stop, timeout=timeout, **model_kwargs
+                inputs,
+                max_concurrency=max_concurrency,
+                stop=stop,
+                timeout=timeout,
+                stop_on_systematic_failure=stop_on_systematic_failure,
+                **model_kwargs,
             )
         )
 

@@ -21,7 +21,7 @@ from azml_client._config import RateLimit
 from azml_client._exceptions import AzureMLError, ConfigurationError
 from azml_client._models._batch import SYSTEMATIC_FAILURE_THRESHOLD
 from azml_client._version import __version__
-from azml_client.cli._argtypes import non_negative_int, positive_int, positive_seconds, probability, seconds
+from azml_client.cli._argtypes import non_negative_int, positive_int, probability, seconds
 from azml_client.cli._batch import (
     DEFAULT_CONCURRENCY,
     DEFAULT_GRACE,
@@ -34,6 +34,7 @@ from azml_client.cli._batch import (
 from azml_client.cli._endpoint import EndpointSettings, add_endpoint_arguments, read_key_file
 from azml_client.cli._output import OutputError
 from azml_client.cli._report import BatchStats
+from azml_client.testing._cli import add_server_arguments
 
 __all__ = ["build_parser", "main"]
 
@@ -150,47 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the local endpoint emulator",
         description="Run a local emulator of Azure ML online endpoints until Ctrl-C (it echoes; not a model).",
     )
-    mock.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    mock.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    mock.add_argument("--latency", type=seconds, default=0.0, help="seconds slept before each answer")
-    mock.add_argument("--fault-rate", type=probability, default=0.0, help="probability of a random fault per request")
-    mock.add_argument(
-        "--fault-kinds",
-        metavar="KINDS",
-        default="429,503,drop,truncate",
-        help="comma-separated random faults: HTTP statuses, drop, truncate, malformed (default 429,503,drop,truncate)",
-    )
-    mock.add_argument("--seed", type=int, default=0, help="seed of the random faults")
-    mock.add_argument(
-        "--deployment",
-        default="gpt2",
-        help="deployment of /score requests without a deployment header: gpt2 (default), hf, bart, dolly, openai, "
-        "openai-chat, mistral-chat, or auto (picked from each body's shape)",
-    )
-    pushback = mock.add_argument_group("push-back (see MockEndpoint's docstring)")
-    pushback.add_argument(
-        "--latency-distribution",
-        choices=("fixed", "lognormal"),
-        default="fixed",
-        help="fixed (default), or lognormal with --latency as the median",
-    )
-    pushback.add_argument("--latency-sigma", type=seconds, default=0.5, metavar="SIGMA", help="lognormal sigma (0.5)")
-    pushback.add_argument("--capacity", type=positive_int, metavar="N", help="requests processed at once (no limit)")
-    pushback.add_argument("--queue", type=non_negative_int, metavar="M", help="requests waiting beyond N (default N)")
-    pushback.add_argument(
-        "--request-timeout", type=positive_seconds, default=5.0, metavar="S", help="seconds queued before a 408 (5)"
-    )
-    pushback.add_argument(
-        "--capacity-retry-after", type=seconds, metavar="S", help="Retry-After of the capacity 429 (none, as Azure)"
-    )
-    pushback.add_argument("--rpm", type=positive_int, metavar="N", help="serverless requests per minute")
-    pushback.add_argument("--tpm", type=positive_int, metavar="N", help="serverless tokens per minute")
-    pushback.add_argument(
-        "--quota-window", type=positive_seconds, default=1.0, metavar="S", help="sliding quota window, seconds (1)"
-    )
-    pushback.add_argument(
-        "--remaining-header-noise", action="store_true", help="report -1 in some x-ratelimit-remaining-* headers"
-    )
+    add_server_arguments(mock)
     keys = mock.add_mutually_exclusive_group()
     keys.add_argument("--api-key-env", metavar="VAR", help="require the key held by this environment variable")
     keys.add_argument("--api-key-file", metavar="PATH", help="require the key stored in this file")
@@ -375,6 +336,7 @@ def _batch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _mock_server(args: argparse.Namespace, _argv: list[str]) -> int:
     from azml_client.testing import run_mock_server
+    from azml_client.testing._cli import server_options
 
     api_key = None
     if args.api_key_env:
@@ -383,28 +345,8 @@ def _mock_server(args: argparse.Namespace, _argv: list[str]) -> int:
             raise ConfigurationError(f"environment variable {args.api_key_env} is not set or empty")
     elif args.api_key_file:
         api_key = read_key_file(args.api_key_file)
-    kinds = tuple(kind.strip() for kind in args.fault_kinds.split(",") if kind.strip())
     try:
-        run_mock_server(
-            host=args.host,
-            port=args.port,
-            api_key=api_key,
-            latency=args.latency,
-            fault_rate=args.fault_rate,
-            fault_kinds=kinds,
-            seed=args.seed,
-            default_deployment=args.deployment,
-            latency_distribution=args.latency_distribution,
-            latency_sigma=args.latency_sigma,
-            capacity=args.capacity,
-            queue=args.queue,
-            request_timeout=args.request_timeout,
-            capacity_retry_after=args.capacity_retry_after,
-            requests_per_minute=args.rpm,
-            tokens_per_minute=args.tpm,
-            quota_window=args.quota_window,
-            remaining_header_noise=args.remaining_header_noise,
-        )
+        run_mock_server(api_key=api_key, **server_options(args))
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     return EXIT_OK

@@ -18,11 +18,39 @@ It is not a language model: the text it generates is deterministic, ``echo_text(
 ``azureml-model-deployment`` header (``MockEndpoint(default_deployment="auto")`` picks them by the body's
 shape for code that names none). Where ``HTTP_PROXY`` / ``HTTPS_PROXY`` are set, keep the emulator's traffic
 direct with ``NO_PROXY=127.0.0.1,localhost`` or the client's ``proxy=False``.
-This package depends on nothing else in ``azml_client``.
+This package depends on nothing else in ``azml_client``. Its names are imported on first use, so that ``azml``
+can read the emulator's flags (``azml_client.testing._cli``) without loading the server.
 """
 
-from azml_client.testing._faults import Fault
-from azml_client.testing._payloads import echo_text
-from azml_client.testing._server import MockEndpoint, RecordedRequest, run_mock_server
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from azml_client.testing._faults import Fault
+    from azml_client.testing._payloads import echo_text
+    from azml_client.testing._server import MockEndpoint, RecordedRequest, run_mock_server
 
 __all__ = ["Fault", "MockEndpoint", "RecordedRequest", "echo_text", "run_mock_server"]
+
+_HOMES = {
+    "Fault": "_faults",
+    "echo_text": "_payloads",
+    "MockEndpoint": "_server",
+    "RecordedRequest": "_server",
+    "run_mock_server": "_server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

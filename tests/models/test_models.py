@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 import azml_client as az
 from azml_client._models import _batch as az_batch
 from azml_client.testing import Fault, MockEndpoint, echo_text
+from tests.scaleout_support import threaded_endpoint
 
 KEY = "sk-model-canary-51c2"
 
@@ -513,6 +516,84 @@ async def test_as_completed_stops_on_a_wrong_path_after_yielding_what_ran(ep: Mo
                 seen += 1
     assert seen == ep.request_count  # every call that was sent was yielded
     assert 20 <= seen < 100
+
+
+def test_batch_stops_on_a_systematic_failure_only_when_asked() -> None:
+    prompts = [f"p{i}" for i in range(5000)]
+    with threaded_endpoint(api_key=KEY) as ep, az.LLM(ep.url, "wrong-key") as llm:
+        with pytest.raises(az.SystematicFailureError) as caught:
+            llm.batch(prompts, return_exceptions=True, stop_on_systematic_failure=True)
+        assert caught.value.kind == "AuthenticationError (HTTP 401)"
+        assert caught.value.count == 20
+        assert isinstance(caught.value.__cause__, az.AuthenticationError)
+        assert ep.request_count < 100  # far fewer than 5,000
+        assert caught.value.sent >= ep.request_count
+        assert "20 finished calls all failed the same way (AuthenticationError (HTTP 401))" in str(caught.value)
+        # Off by default: every input gets its exception.
+        time.sleep(0.2)  # the cancelled calls' requests settle first
+        ep.reset()
+        results = llm.batch(prompts[:50], return_exceptions=True)
+        assert all(isinstance(r, az.AuthenticationError) for r in results)
+        assert ep.request_count == 50
+
+
+def test_batch_as_completed_stops_on_a_wrong_path_after_yielding_what_ran() -> None:
+    def prompts() -> Iterator[str]:
+        yield from (f"p{i}" for i in range(5000))
+
+    seen = 0
+    with threaded_endpoint(api_key=KEY) as ep:
+        with (
+            az.LLM(ep.url.rstrip("/") + "/no-such-path", KEY) as llm,
+            pytest.raises(az.SystematicFailureError, match=r"NotFoundError \(HTTP 404\)"),
+        ):
+            for _, result in llm.batch_as_completed(prompts(), stop_on_systematic_failure=True):
+                assert isinstance(result, az.NotFoundError)
+                seen += 1
+        sent = ep.request_count
+    assert seen == sent  # every call that was sent was yielded
+    assert 20 <= seen < 100
+
+
+def test_a_sync_batch_deadline_bounds_the_whole_batch() -> None:
+    with (
+        threaded_endpoint(latency=0.1) as ep,
+        az.LLM(ep.url, max_concurrency=1, adaptive_concurrency=False) as llm,
+    ):
+        started = time.monotonic()
+        results = llm.batch([f"p{i}" for i in range(50)], deadline=0.55, return_exceptions=True)
+        elapsed = time.monotonic() - started
+        with pytest.raises(az.APITimeoutError, match="batch deadline"):
+            llm.batch([f"q{i}" for i in range(50)], deadline=0.2)
+        with pytest.raises(az.ConfigurationError, match="deadline"):
+            llm.batch(["x"], deadline=0)
+    answered = [result for result in results if isinstance(result, str)]
+    late = [result for result in results if isinstance(result, az.APITimeoutError)]
+    assert 3 <= len(answered) <= 6
+    assert len(answered) + len(late) == 50
+    assert answered == [f"echo: p{i}" for i in range(len(answered))]  # one slot: the first inputs were answered
+    assert elapsed < 1.5
+
+
+def test_errors_pickle_whole_for_worker_processes() -> None:
+    wrong_key = az.AuthenticationError("no", status_code=401, body=b"{}", headers={"X-Request-Id": "r1"})
+    stopped = az.SystematicFailureError("AuthenticationError (HTTP 401)", count=20, sent=31, error=wrong_key)
+    for error in [
+        wrong_key,
+        stopped,
+        az.ResponseFormatError("no fit", formatter="gpt2", status=200, body=b"[]", hint="h"),
+        az.APITimeoutError("late", url="http://x/score", attempts=3),
+        az.StreamError("boom", data="d", code="c"),
+        az.ConfigurationError("bad"),
+    ]:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+        assert copy.__dict__.keys() == error.__dict__.keys()
+    copy = pickle.loads(pickle.dumps(stopped))
+    assert (copy.kind, copy.count, copy.sent) == ("AuthenticationError (HTTP 401)", 20, 31)
+    assert copy.error.headers["x-request-id"] == "r1"  # the last failure comes along, case-insensitive headers too
+    assert isinstance(pickle.loads(pickle.dumps(az.ConfigurationError("bad"))), ValueError)
 
 
 async def test_transient_faults_and_successes_never_trip_the_rule() -> None:

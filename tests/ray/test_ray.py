@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,39 @@ def test_a_wrong_key_stops_the_dataset_early_with_a_clear_error(ray_cluster: Any
     assert "consecutive rows failed with AuthenticationError (HTTP 401)" in str(info.value)
     assert "wrong-key" not in str(info.value)
     assert sent < 400, sent
+
+
+def test_an_actor_that_dies_is_restarted_and_resends_only_its_own_batch(ray_cluster: Any, tmp_path: Path) -> None:
+    n, rows_per_batch = 1200, 100
+    marker = tmp_path / "died"
+
+    class DieOnce(az.GPT2ContentFormatter):  # runs in the actor: its process dies on row 799's answer, once
+        def parse_response(self, body: bytes, api_type: Any, *, status: int = 200) -> az.Completion:
+            completion = super().parse_response(body, api_type, status=status)
+            if completion.text == "echo: row 799" and not marker.exists():
+                marker.touch()
+                os._exit(1)  # the batch of rows 700-799 was scored, its result not yet returned
+            return completion
+
+    with threaded_endpoint(api_key=KEY, record_limit=None) as ep:
+        out = azr.complete(
+            _prompts(n, blocks=n // rows_per_batch),
+            ep.url,
+            KEY,
+            formatter=DieOnce(),
+            batch_size=rows_per_batch,
+            max_batch_concurrency=1,  # one row at a time: the dead batch had sent every row when it died
+            retry=RETRY,
+        )
+        rows = _rows(out)
+        sent = Counter(request.json["inputs"]["input_string"][0] for request in ep.requests)
+    assert marker.exists()  # the actor did die
+    assert [r["id"] for r in rows] == list(range(n))
+    assert all(r["error"] is None and r["output"] == f"echo: {r['prompt']}" for r in rows)
+    resent = {prompt for prompt, count in sent.items() if count > 1}
+    assert resent == {f"row {i}" for i in range(700, 800)}  # the dead actor's batch, and nothing else
+    assert set(sent.values()) == {1, 2}
+    assert sum(sent.values()) == n + rows_per_batch
 
 
 def test_resume_sends_only_the_rows_not_yet_written(ray_cluster: Any, tmp_path: Any) -> None:

@@ -452,6 +452,8 @@ def test_the_defaults_push_back_nowhere() -> None:
         (["--quota-window", "-1"], "--quota-window"),
         (["--queue", "3"], "--capacity"),
         (["--remaining-header-noise"], "quota"),
+        (["--fault-rate", "2"], "--fault-rate: expected a number between 0 and 1"),
+        (["--fault-kinds", "teapot"], "unknown fault kind 'teapot'"),
     ],
 )
 @pytest.mark.parametrize("command", ["azml mock-server", "python -m azml_client.testing"])
@@ -488,6 +490,47 @@ def test_both_command_lines_take_the_same_pushback_flags(capsys: pytest.CaptureF
     }
     assert pushback <= _flags(capsys, testing_cli.main, [])
     assert pushback <= _flags(capsys, azml_main, ["mock-server"])
+
+
+def test_both_command_lines_pass_the_same_options_from_one_flag_definition(monkeypatch: pytest.MonkeyPatch) -> None:
+    import azml_client.testing
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(testing_cli, "run_mock_server", lambda **options: calls.append(options))
+    monkeypatch.setattr(azml_client.testing, "run_mock_server", lambda **options: calls.append(options))
+    monkeypatch.setenv("EMU_KEY", "k-123")
+    argv = [
+        *("--host", "127.0.0.2", "--port", "0", "--latency", "0.2", "--fault-rate", "0.1"),
+        *("--fault-kinds", "503, drop", "--seed", "5", "--deployment", "auto"),
+        *("--latency-distribution", "lognormal", "--latency-sigma", "0.3", "--capacity", "4", "--queue", "2"),
+        *("--request-timeout", "2", "--capacity-retry-after", "1", "--rpm", "600", "--tpm", "9000"),
+        *("--quota-window", "0.5", "--remaining-header-noise", "--api-key-env", "EMU_KEY"),
+    ]
+    assert testing_cli.main(argv) == 0
+    assert azml_main(["mock-server", *argv]) == 0
+    module, cli = calls
+    assert module == cli
+    assert module == {
+        "host": "127.0.0.2",
+        "port": 0,
+        "api_key": "k-123",
+        "latency": 0.2,
+        "fault_rate": 0.1,
+        "fault_kinds": ("503", "drop"),
+        "seed": 5,
+        "default_deployment": "auto",
+        "latency_distribution": "lognormal",
+        "latency_sigma": 0.3,
+        "capacity": 4,
+        "queue": 2,
+        "request_timeout": 2.0,
+        "capacity_retry_after": 1.0,
+        "requests_per_minute": 600,
+        "tokens_per_minute": 9000,
+        "quota_window": 0.5,
+        "remaining_header_noise": True,
+    }
+    MockEndpoint(**{k: v for k, v in module.items() if k not in ("host", "port")})  # and the emulator takes them
 
 
 async def test_the_command_line_serves_capacity_and_quota(session: aiohttp.ClientSession) -> None:
