@@ -446,45 +446,77 @@ new_chat_choice: Callable[..., ChatChoice] = trusted_constructor(ChatChoice)
 new_chat_result: Callable[..., ChatResult] = trusted_constructor(ChatResult)
 
 
-# -- results whose raw answer is decoded on first access --------------------------------------------------------
+# -- fields a result builds on first access ----------------------------------------------------------------------
+#
+# A batch keeps every result, and each container a result holds is one more object the garbage collector walks
+# while requests are in flight. A decoded answer is a tree of dicts and lists few callers read, and the one choice
+# of a plain answer repeats its message; such results keep the answer's body (one bytes object) and build those
+# fields when first read.
 
-#: What the ``raw`` slot holds until the body kept beside it is decoded (one object shared by every result).
-_UNDECODED: Any = object()
+#: What a deferred slot holds until it is first read (one object shared by every result).
+_DEFERRED: Any = object()
 _RAW_BODY: Any = _DeferredRaw.__dict__["_raw_body"]
 
 
-def _defer_raw_of(cls: type[_DeferredRaw]) -> Any:
-    """Put a property over ``cls``'s ``raw`` slot that decodes the kept body on first access; return the slot."""
-    slot: Any = cls.__dict__["raw"]
+def _defer_field(cls: type[Any], name: str, build: Callable[[Any], Any], doc: str) -> Any:
+    """Put a property over ``cls``'s slot ``name`` that builds a deferred value on first read; return the slot."""
+    slot: Any = cls.__dict__[name]
 
-    def read(result: _DeferredRaw) -> Any:
+    def read(result: Any) -> Any:
         value = slot.__get__(result, cls)
-        if value is _UNDECODED:
-            value = _json.loads(_RAW_BODY.__get__(result, _DeferredRaw))
-            slot.__set__(result, value)  # two threads may both decode: each gets an equal value, one is kept
-            _RAW_BODY.__set__(result, None)
+        if value is _DEFERRED:
+            value = build(result)
+            slot.__set__(result, value)  # two threads may both build: each gets an equal value, one is kept
         return value
 
-    def write(result: _DeferredRaw, value: Any) -> None:  # attrs' __init__ (users meet FrozenInstanceError first)
+    def write(result: Any, value: Any) -> None:  # attrs' __init__ (users meet FrozenInstanceError first)
         slot.__set__(result, value)
 
-    deferred = property(read, write, doc="The decoded answer (decoded on first access when it was deferred).")
-    cls.raw = deferred  # type: ignore[attr-defined]
+    setattr(cls, name, property(read, write, doc=doc))
     return slot
 
 
-_RAW_SLOTS: dict[type[Any], Any] = {cls: _defer_raw_of(cls) for cls in (Completion, ChatResult)}
+def _decoded_body(result: _DeferredRaw) -> Any:
+    value = _json.loads(_RAW_BODY.__get__(result, _DeferredRaw))
+    _RAW_BODY.__set__(result, None)
+    return value
+
+
+def _single_choice(result: ChatResult) -> tuple[ChatChoice, ...]:
+    return (new_chat_choice(result.message, result.finish_reason, 0, None),)
+
+
+_RAW_DOC = "The decoded answer (decoded from the kept body on first access, when a built-in reader deferred it)."
+_RAW_SLOTS: dict[type[Any], Any] = {
+    cls: _defer_field(cls, "raw", _decoded_body, _RAW_DOC) for cls in (Completion, ChatResult)
+}
+_CHOICES_SLOT: Any = _defer_field(
+    ChatResult, "choices", _single_choice, "Every choice of the answer (the first one is ``message``)."
+)
 
 _Result = TypeVar("_Result", Completion, ChatResult)
 
 
 def defer_raw(result: _Result, body: bytes | str) -> _Result:
-    """Keep ``body`` in place of ``result.raw`` (which must be ``body`` decoded) until somebody reads ``raw``.
-
-    A decoded answer is a tree of several dicts and lists per result, which a batch of a million results would
-    keep alive (and the garbage collector would walk) although few callers ever read it; the body is one
-    ``bytes`` object.
-    """
+    """Keep ``body`` in place of ``result.raw`` (which must be ``body`` decoded) until somebody reads ``raw``."""
     _RAW_BODY.__set__(result, body)
-    _RAW_SLOTS[type(result)].__set__(result, _UNDECODED)
+    _RAW_SLOTS[type(result)].__set__(result, _DEFERRED)
+    return result
+
+
+def defer_single_choice(result: ChatResult) -> ChatResult:
+    """Drop ``result.choices`` when it is the one plain choice its message and finish reason rebuild on first read.
+
+    Plain: index 0 and no logprobs. Any other answer keeps its choices as read.
+    """
+    choices = _CHOICES_SLOT.__get__(result, ChatResult)
+    if type(choices) is tuple and len(choices) == 1:
+        (choice,) = choices
+        if (
+            choice.index == 0
+            and choice.logprobs is None
+            and choice.message is result.message
+            and choice.finish_reason == result.finish_reason
+        ):
+            _CHOICES_SLOT.__set__(result, _DEFERRED)
     return result

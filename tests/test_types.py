@@ -144,3 +144,20 @@ def test_a_kept_result_holds_its_body_not_a_tree_of_dicts() -> None:
 
     deferred, decoded = retained(_chat_result), retained(eager)
     assert deferred < 0.75 * decoded, (deferred, decoded)
+
+
+def test_the_one_plain_choice_is_rebuilt_equal_and_other_answers_keep_theirs() -> None:
+    import json
+
+    result = _chat_result()
+    (choice,) = result.choices
+    assert choice == az.ChatChoice(result.message, "stop", 0)
+    assert choice.message is result.message
+    assert result.choices is result.choices  # built once
+    answer = json.loads(_CHAT_ANSWER)
+    answer["choices"][0]["logprobs"] = {"content": [{"token": "Hi", "logprob": -0.1}]}
+    answer["choices"].append({"index": 1, "message": {"role": "assistant", "content": "Yo"}, "finish_reason": "length"})
+    both = az.get_formatter("openai-chat").parse_chat_response(json.dumps(answer).encode(), az.ApiType.serverless)
+    assert [c.message.content for c in both.choices] == ["Hi", "Yo"]
+    assert both.choices[0].logprobs == answer["choices"][0]["logprobs"]
+    assert both.choices[1].finish_reason == "length"

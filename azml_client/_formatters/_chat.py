@@ -20,7 +20,7 @@ from azml_client._formatters._base import (
     as_messages,
 )
 from azml_client._formatters._lookup import register_formatter
-from azml_client._types import ChatChoice, ChatChunk, ChatResult, Message, content_text, defer_raw
+from azml_client._types import ChatChoice, ChatChunk, ChatResult, Message, content_text, defer_raw, defer_single_choice
 
 __all__ = [
     "CustomOpenAIChatContentFormatter",
@@ -173,7 +173,7 @@ class CustomOpenAIChatContentFormatter(ChatContentFormatterBase):
             result = _openai.parse_chat_body(data)
         except _openai.MalformedAnswer as exc:
             raise self._malformed(exc, body, status, ApiType.serverless) from None
-        return defer_raw(result, body)
+        return defer_single_choice(defer_raw(result, body))
 
     def parse_chat_stream_event(self, data: str, api_type: ApiType) -> ChatChunk | None:
         """Read one OpenAI chat stream chunk (serverless only).
