@@ -74,8 +74,8 @@ wheel-smoke: $(UV_STAMP)
 test: lint typecheck wheel-smoke pytest
 
 # The oldest and newest Python: the whole suite but the engine integrations (Spark and Ray, and the scale-out
-# harness test that starts Spark; run by `make test` on
-# python3) and the slow soak tests, so that CI stays well under 30 minutes.
+# harness test that starts Spark: run by `make test` on python3) and the slow soak tests, so that CI stays well
+# under 30 minutes.
 $(PYTESTS): pytest-%: sync-%
 	.venv-$*/bin/python -m pytest -q -m "not slow" --ignore=tests/spark --ignore=tests/ray \
 		--ignore=tests/benchmarks/test_scaleout.py
@@ -93,7 +93,7 @@ bench: $(UV_STAMP)
 	$(call sync,$(VENV),$(MAIN_PY),--extra dev --extra bench)
 	$(BIN)/python -m benchmarks && $(BIN)/python -m benchmarks --pushback
 
-# The scale-out benchmarks (issue 14): Spark and Ray on local clusters against the emulator, about 20 minutes.
+# The scale-out benchmarks (issue 14): Spark and Ray on local clusters against the emulator, 20-25 minutes.
 bench-scaleout: $(UV_STAMP)
 	$(call sync,$(VENV),$(MAIN_PY),--extra dev --extra bench)
 	$(BIN)/python -m benchmarks --scaleout

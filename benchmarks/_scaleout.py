@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks._machine import describe_machine
 from benchmarks._scaleout_glue import ATTEMPTS, CONCURRENCY
-from benchmarks._scaleout_run import CASES
+from benchmarks._scaleout_run import CASES, best_of
 
 __all__ = ["ENDPOINTS", "SWEEP", "Endpoint", "main", "markdown", "summary"]
 
@@ -283,7 +283,15 @@ def _finish_row(row: dict[str, Any], endpoint: Endpoint, counts: dict[str, Any],
     row["x_ideal_scoring"] = row["scoring_s"] / ideal if row["scoring_s"] else None
     row["rows_per_s"] = row["ok"] / row["elapsed_s"] if row["elapsed_s"] > 0 else 0.0
     row["lost"] = row["rows"] - row["ok"]
-    row["status"] = "timed out" if row["timed_out"] else "aborted" if row["aborted"] else "finished"
+    row["status"] = (
+        "not run"
+        if row.get("not_run")
+        else "timed out"
+        if row["timed_out"]
+        else "aborted"
+        if row["aborted"]
+        else "finished"
+    )
     row["label"] = _label(row)
     row["load_start"] = load
     row["convergence"] = _convergence(row, endpoint.server.get("capacity")) if row["case"].startswith("azml") else None
@@ -371,25 +379,32 @@ def run_endpoint(endpoint: Endpoint, args: argparse.Namespace) -> dict[str, Any]
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     for plan in _plans(endpoint, args):
-        load = _load()
-        with _running_server(endpoint.server) as server:
-            results, problem = _run_plan(plan, server.url)
-            counts = server.stats()
-        if problem:
-            problems.append(problem)
-        done = {result["key"] for result in results}
-        for spec in plan["cases"]:
-            if spec["key"] not in done:  # never reported: the run was killed before (or while) it ran
-                results.append(_not_run(spec, problem or "not reported"))
-        for result in results:
-            row = _finish_row(result, endpoint, counts, load)
-            rows.append(row)
-            _log(
-                f"  {row['label']:<40} {row['status']:<9} {row['elapsed_s']:6.1f} s = {row['x_ideal']:.2f}x ideal "
-                f"(scoring {row['x_ideal_scoring'] or 0:.2f}x), {row['rows_per_s']:6.0f} rows/s, lost {row['lost']}, "
-                f"429 {row['throttled']} ({row['throttled_pct']:.1f}%), peak {row['peak_in_flight_sampled']}, "
-                f"RSS/worker {row['peak_worker_rss_mb']} MB"
-            )
+        remaining = list(plan["cases"])
+        while remaining:
+            load = _load()
+            with _running_server(endpoint.server) as server:
+                results, problem = _run_plan({**plan, "cases": remaining}, server.url)
+                counts = server.stats()
+            if problem:
+                problems.append(problem)
+            rows += [_finish_row(result, endpoint, counts, load) for result in results]
+            for row in rows[-len(results) :] if results else []:
+                _log_row(row)
+            # A case that timed out ends its engine's run (its job may still hold the engine): the cases after it
+            # run in a fresh engine and against a fresh emulator. A run that died without a timeout ends the plan.
+            reported = {result["key"] for result in results}
+            timed_out = [
+                index
+                for index, spec in enumerate(remaining)
+                if spec["key"] in reported and next(r for r in results if r["key"] == spec["key"])["timed_out"]
+            ]
+            after = remaining[timed_out[-1] + 1 :] if timed_out else []
+            lost = [spec for spec in remaining if spec["key"] not in reported and spec not in after]
+            for spec in lost:
+                row = _finish_row(_not_run(spec, problem or "not reported"), endpoint, counts, load)
+                rows.append(row)
+                _log_row(row)
+            remaining = [_with_best(spec, rows) for spec in after]
     return {
         "key": endpoint.key,
         "title": endpoint.title,
@@ -400,6 +415,20 @@ def run_endpoint(endpoint: Endpoint, args: argparse.Namespace) -> dict[str, Any]
         "rows": rows,
         "problems": problems,
     }
+
+
+def _log_row(row: dict[str, Any]) -> None:
+    _log(
+        f"  {row['label']:<40} {row['status']:<9} {row['elapsed_s']:6.1f} s = {row['x_ideal']:.2f}x ideal "
+        f"(scoring {row['x_ideal_scoring'] or 0:.2f}x), {row['rows_per_s']:6.0f} rows/s, lost {row['lost']}, "
+        f"429 {row['throttled']} ({row['throttled_pct']:.1f}%), peak {row['peak_in_flight_sampled']}, "
+        f"RSS/worker {row['peak_worker_rss_mb']} MB"
+    )
+
+
+def _with_best(spec: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``best_of`` case continued in a fresh engine: its settings chosen here, from the rows already measured."""
+    return best_of(spec, rows) if spec.get("best_of") else spec
 
 
 def _not_run(spec: dict[str, Any], why: str) -> dict[str, Any]:
@@ -417,7 +446,8 @@ def _not_run(spec: dict[str, Any], why: str) -> dict[str, Any]:
         "first_error": None,
         "aborted": False,
         "abort_error": why,
-        "timed_out": True,
+        "timed_out": False,
+        "not_run": True,
         "worker_processes": [],
         "workers_seen": 0,
         "peak_worker_rss_mb": None,
@@ -461,6 +491,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"Spark `local[W]`, Ray `ray.init(num_cpus=2)`. Run {results['finished']}, took {results['duration_s']:.0f} s; "
         f"load average {load['start']:.2f} at the start, {load['end']:.2f} at the end (the machine is shared: per run, "
         f"the `load` column). {settings['rows']:,} rows per run unless the rows column says otherwise.",
+        *[
+            f"\nRerun {rerun['finished']}: the {', '.join(rerun['cases'])} cases of {', '.join(rerun['endpoints'])}, "
+            f"with timeouts of {rerun['timeout_factor']:g} x ideal + 45 s, {rerun['duration_s']:.0f} s, load average "
+            f"{rerun['load_average']['start']:.2f} at the start, {rerun['load_average']['end']:.2f} at the end (the "
+            "rows they replace are kept in `scaleout.json` under `replaced`)."
+            for rerun in results.get("reruns") or []
+        ],
         "",
         "Each endpoint is an emulator (`MockEndpoint`) in a process of its own on 127.0.0.1; every case posts to its "
         "serverless completions route (`/v1/completions`, `max_tokens` 16, with the key header), the one route all "
@@ -478,7 +515,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"## `{endpoint['key']}`: {endpoint['title']}",
             "",
             f"Ideal rate {endpoint['rate_per_s']:.0f} rows/s. Spark: `local[{endpoint['workers']}]`, "
-            f"{endpoint['partitions']} partitions; Ray: {endpoint['partitions']} blocks.",
+            f"{endpoint['partitions']} partitions; Ray: a block per 500 rows (at least {endpoint['partitions']}). "
+            "Not run: a case after one that timed out in the same Ray cluster, in a harness older than the rerun "
+            "(now those run in a fresh cluster).",
             "",
             "| case | settings | rows | status | time | scoring | rows/s | vs ideal (time / scoring) | lost "
             "| sent | 429s | peak in flight | workers, RSS each (max) | load |",
@@ -501,6 +540,13 @@ def markdown(results: dict[str, Any]) -> str:
         if endpoint["problems"]:
             lines += ["", *[f"Harness: {problem}." for problem in endpoint["problems"]]]
         lines.append("")
+    for replaced in results.get("replaced") or []:
+        runs = "; ".join(
+            f"{row['label']}: {row['status']}, {row['x_ideal']:.2f}x, {row['lost']:,} lost, "
+            f"{row['throttled_pct']:.1f}% 429s"
+            for row in replaced["rows"]
+        )
+        lines += [f"Replaced by the rerun, on `{replaced['endpoint']}`: {runs}.", ""]
     lines += _targets_section(results)
     lines += _convergence_section(results)
     lines += [
@@ -718,6 +764,35 @@ def _chart(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _merged(previous: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` with the rows of ``rerun`` in place of those with the same key; replaced rows kept aside."""
+    for fresh in rerun["endpoints"]:
+        old = next((e for e in previous["endpoints"] if e["key"] == fresh["key"]), None)
+        if old is None:
+            previous["endpoints"].append(fresh)
+            continue
+        keys = {row["key"] for row in fresh["rows"]}
+        replaced = [row for row in old["rows"] if row["key"] in keys]
+        for row in replaced:
+            row["per_second"] = None  # the replaced run's numbers stay; its series are dropped
+        previous.setdefault("replaced", []).append({"endpoint": old["key"], "rows": replaced})
+        for row in fresh["rows"]:
+            row["rerun"] = rerun["finished"]
+        old["rows"] = [row for row in old["rows"] if row["key"] not in keys] + fresh["rows"]
+        old["problems"] = old["problems"] + fresh["problems"]
+    previous.setdefault("reruns", []).append(
+        {
+            "endpoints": [endpoint["key"] for endpoint in rerun["endpoints"]],
+            "cases": rerun["settings"]["cases"],
+            "timeout_factor": rerun["settings"].get("timeout_factor"),
+            "finished": rerun["finished"],
+            "duration_s": rerun["duration_s"],
+            "load_average": rerun["load_average"],
+        }
+    )
+    return previous
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks --scaleout", description=__doc__)
     parser.add_argument("--rows", type=int, default=20000, help="rows per run (20000; some runs get a share)")
@@ -731,6 +806,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout-extra", type=float, default=45.0, help="seconds added to each timeout (45)")
     parser.add_argument("--out", type=Path, default=_RESULTS, help="where results go (benchmarks/results)")
     parser.add_argument("--no-chart", dest="chart", action="store_false", help="do not draw scaleout.png")
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="replace only the --endpoints run now in the existing scaleout.json (the replaced runs are kept there)",
+    )
     args = parser.parse_args(argv)
     args.cases = [case for case in args.cases.split(",") if case]
     unknown = sorted(set(args.cases) - set(CASES))
@@ -753,6 +833,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "machine": describe_machine(),
         "settings": {
+            "timeout_factor": args.timeout_factor,
+            "timeout_extra": args.timeout_extra,
             "rows": args.rows,
             "cases": args.cases,
             "sweep": SWEEP if args.sweep else None,
@@ -763,6 +845,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"start": load_start, "end": _load()},
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+    previous = args.out / "scaleout.json"
+    if args.rerun and previous.exists():
+        results = _merged(json.loads(previous.read_text()), results)
     results["targets"] = targets(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaleout.json").write_text(json.dumps(results, indent=1) + "\n")

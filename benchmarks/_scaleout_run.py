@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks._scaleout_server import API_KEY
 
-__all__ = ["CASES", "main"]
+__all__ = ["CASES", "best_of", "main"]
 
 #: Case name -> what it runs, for the tables.
 CASES: dict[str, str] = {
@@ -329,7 +329,7 @@ def run_case(spec: dict[str, Any], kind: str, engine: dict[str, Any]) -> dict[st
     }
 
 
-def _best_of(spec: dict[str, Any], done: list[dict[str, Any]]) -> dict[str, Any]:
+def best_of(spec: dict[str, Any], done: list[dict[str, Any]]) -> dict[str, Any]:
     """``spec`` with the settings of the fastest earlier case of its ``best_of`` prefix that lost no row."""
     tried = [r for r in done if r["key"].startswith(spec["best_of"])]
     if not tried:
@@ -356,7 +356,7 @@ def run(plan: dict[str, Any]) -> None:
     done: list[dict[str, Any]] = []
     for spec in plan["cases"]:
         if spec.get("best_of"):
-            spec = _best_of(spec, done)
+            spec = best_of(spec, done)
         result = run_case(spec, kind, engine)
         done.append(result)
         result["startup_s"] = startup
