@@ -31,7 +31,7 @@ SYNC_PYTHONS := $(PYTHONS:%=sync-%)
 TYPECHECKS := $(PYTHONS:%=typecheck-%)
 PYTESTS := $(PYTHONS:%=pytest-%)
 
-.PHONY: demo test lint typecheck pytest wheel-smoke test-pythons test-latest lock bench clean \
+.PHONY: demo test lint typecheck pytest wheel-smoke test-pythons test-latest lock bench bench-scaleout clean \
 	sync-runtime sync-dev $(SYNC_PYTHONS) $(TYPECHECKS) $(PYTESTS)
 
 $(UV_STAMP):
@@ -73,10 +73,12 @@ wheel-smoke: $(UV_STAMP)
 
 test: lint typecheck wheel-smoke pytest
 
-# The oldest and newest Python: the whole suite but the engine integrations (Spark and Ray, run by `make test` on
-# python3) and the slow soak tests, so that CI stays well under 30 minutes.
+# The oldest and newest Python: the whole suite but the engine integrations (Spark and Ray, and the scale-out
+# harness test that starts Spark: run by `make test` on python3) and the slow soak tests, so that CI stays well
+# under 30 minutes.
 $(PYTESTS): pytest-%: sync-%
-	.venv-$*/bin/python -m pytest -q -m "not slow" --ignore=tests/spark --ignore=tests/ray
+	.venv-$*/bin/python -m pytest -q -m "not slow" --ignore=tests/spark --ignore=tests/ray \
+		--ignore=tests/benchmarks/test_scaleout.py
 
 test-pythons: $(PYTESTS)
 
@@ -90,6 +92,11 @@ lock: $(UV_STAMP)
 bench: $(UV_STAMP)
 	$(call sync,$(VENV),$(MAIN_PY),--extra dev --extra bench)
 	$(BIN)/python -m benchmarks && $(BIN)/python -m benchmarks --pushback
+
+# The scale-out benchmarks (issue 14): Spark and Ray on local clusters against the emulator, 20-25 minutes.
+bench-scaleout: $(UV_STAMP)
+	$(call sync,$(VENV),$(MAIN_PY),--extra dev --extra bench)
+	$(BIN)/python -m benchmarks --scaleout
 
 clean:
 	rm -rf $(VENV) $(PYTHONS:%=.venv-%) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -210,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and write the results; return the exit status.
 
     ``--pushback`` runs the push-back benchmarks instead (``benchmarks/_pushback.py``; the other arguments are
-    theirs: ``python -m benchmarks --pushback --help``), ``--instructions`` the callgrind counts of
-    ``benchmarks/_instructions.py``.
+    theirs: ``python -m benchmarks --pushback --help``), ``--scaleout`` the scale-out benchmarks
+    (``benchmarks/_scaleout.py``, ``python -m benchmarks --scaleout --help``), ``--instructions`` the callgrind
+    counts of ``benchmarks/_instructions.py``.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--pushback" in argv:
@@ -222,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks._instructions import main as instructions_main
 
         return instructions_main([arg for arg in argv if arg != "--instructions"])
+    if "--scaleout" in argv:
+        from benchmarks._scaleout import main as scaleout_main
+
+        return scaleout_main([arg for arg in argv if arg != "--scaleout"])
     args = _parse(argv)
     started = time.perf_counter()
     load_before = _load_average()
