@@ -39,6 +39,15 @@ _IN_BATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("azml_client_in
 
 _REMAINING_HEADERS = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens")
 
+#: How fast a learned send rate grows per second without a quota refusal: when a header said the quota's window
+#: was empty, and when the quota was only inferred from refusals (see ``Throttle._grow_rate``).
+_STATED_QUOTA_GROWTH = 0.05
+_INFERRED_QUOTA_GROWTH = 0.25
+#: Seconds without a quota refusal after which a learned send rate is forgotten.
+_RATE_MEMORY = 10.0
+#: The longest client-wide hold after a quota 429 that only inference, not the endpoint, called a quota.
+_INFERRED_QUOTA_HOLD = 1.0
+
 
 @contextlib.contextmanager
 def batch_calls() -> Iterator[None]:
@@ -128,6 +137,8 @@ class Throttle:
         "_lock",
         "_rate",
         "_rate_cut",
+        "_rate_grown",
+        "_rate_growth",
         "_refused_streak",
         "_requests",
         "_sequence",
@@ -146,7 +157,9 @@ class Throttle:
         self._refused_streak = 0
         self._answers: collections.deque[float] = collections.deque(maxlen=4096)  # when healthy answers came
         self._rate: float | None = None  # sends per second learned from quota 429s
-        self._rate_cut = -math.inf
+        self._rate_cut = -math.inf  # when the learned rate was last set or cut (its last quota refusal)
+        self._rate_grown = -math.inf  # when it last grew
+        self._rate_growth = _STATED_QUOTA_GROWTH  # its growth per second without a quota refusal
         self._sequence = itertools.count(1)  # numbers each send
         self._last_seq = 0
         #: Requests sent and not yet answered (a slot taken but not yet used to send is not counted).
@@ -228,11 +241,33 @@ class Throttle:
     def on_success(self, latency: float) -> None:
         """A healthy answer after ``latency`` seconds: the limit may grow."""
         self._refused_streak = 0
-        self._answers.append(time.monotonic())
+        now = time.monotonic()
+        self._answers.append(now)
         if self._rate is not None:
-            self._rate *= 1.001
+            self._grow_rate(now)
         if self.adaptive is not None and self.adaptive.on_success(latency):
             self.slots.set_limit(self.adaptive.in_flight_cap)
+
+    def _grow_rate(self, now: float) -> None:
+        """Let the learned rate grow with time since the last quota refusal, and forget it after a quiet spell.
+
+        Per second, not per answer: a rate learned at a trickle must not take minutes to recover, and one learned
+        at hundreds of answers a second must not outgrow the quota between two cuts. A quota only inferred (no
+        header said the window was empty: refusals with nothing else in flight, which is also what an endpoint
+        shared with other clients looks like) grows five times faster, and any learned rate is dropped after
+        ``_RATE_MEMORY`` seconds without a quota refusal: a real quota teaches it again with its next 429.
+        """
+        with self._lock:
+            rate = self._rate
+            if rate is None:
+                return
+            if now - self._rate_cut > _RATE_MEMORY:
+                self._rate = None
+                return
+            elapsed = now - self._rate_grown
+            if elapsed >= 0.05:
+                self._rate = rate * (1.0 + self._rate_growth * min(elapsed, 1.0))
+                self._rate_grown = now
 
     def on_pushback(self, accepted: int | None = None, retry_after: float | None = None) -> None:
         """A 503, a 408, a timeout or a capacity 429: the endpoint is overloaded, so the limit shrinks.
@@ -260,19 +295,27 @@ class Throttle:
         sent_after = self._last_seq - seq if seq else 0
         accepted = max(0, self.sent_in_flight - sent_after)
         # "Every request in flight refused": refusals in a row with nothing left in flight that the endpoint took.
-        quota = _remaining_says_empty(headers) or (streak >= 2 and self.slots.in_flight == 0)
+        stated = _remaining_says_empty(headers)
+        quota = stated or (streak >= 2 and self.slots.in_flight == 0)
         if quota:
             wait = retry_after if retry_after is not None else backoff
+            # A quota only inferred, with no Retry-After, holds the other sends one quota window at most (the
+            # refused request waits its whole backoff): uncoordinated clients sharing an endpoint look like that,
+            # and their backoffs, doubling with each refusal of the same request, would idle the client for seconds.
+            hold = wait if stated or retry_after is not None else min(wait, _INFERRED_QUOTA_HOLD)
             with self._lock:
-                self._hold_until = max(self._hold_until, now + wait)
+                self._hold_until = max(self._hold_until, now + hold)
                 if self._rate is None:
                     answered = self._answer_rate(now, wait, accepted)
                     if answered is not None:
                         self._rate = 0.9 * answered
-                        self._rate_cut = now
+                        self._rate_cut = self._rate_grown = now
+                        self._rate_growth = _STATED_QUOTA_GROWTH if stated else _INFERRED_QUOTA_GROWTH
                 elif now - self._rate_cut >= 1.0:  # one cut per second: the refusals of one full window
                     self._rate *= 0.9
-                    self._rate_cut = now
+                    self._rate_cut = self._rate_grown = now
+                    if stated:
+                        self._rate_growth = _STATED_QUOTA_GROWTH
             return "quota", wait
         self.on_pushback(accepted=accepted, retry_after=retry_after)
         wait = retry_after if retry_after is not None else backoff * (0.5 + random.random())

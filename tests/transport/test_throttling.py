@@ -279,3 +279,68 @@ async def test_a_batch_deadline_bounds_the_whole_batch(serve: Any) -> None:
     assert len(answered) + len(late) == 50
     assert results[: len(answered)] == ["ok"] * len(answered)  # one slot: the first inputs were answered
     assert elapsed < 1.5
+
+
+def _learn_a_quota(throttle: Any, headers: dict[str, str], backoff: float = 0.01) -> None:
+    """Answers, then two refusals with nothing else in flight: the throttle learns a send rate."""
+    for _ in range(20):
+        throttle.on_success(0.01)
+    throttle.on_throttled(headers, None, backoff)
+    throttle.on_throttled(headers, None, backoff)
+
+
+def _spacing(throttle: Any) -> float:
+    """The gap the learned rate puts between two sends made at once."""
+    first = throttle.send_delay(0.0)
+    return throttle.send_delay(0.0) - first
+
+
+def _answer_for(throttle: Any, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        throttle.on_success(0.01)
+        time.sleep(0.02)
+
+
+def test_an_inferred_quota_rate_recovers_in_seconds_and_is_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rate learned from refusals alone (clients sharing an endpoint look like a quota) must not pace for minutes.
+
+    Before: it grew 0.1% per answer, so a client squeezed by its neighbours crawled long after they were gone.
+    """
+    from azml_client._transport import _throttle
+
+    throttle = _throttle.Throttle(64)
+    _learn_a_quota(throttle, {})
+    time.sleep(0.05)  # past the hold
+    before = _spacing(throttle)
+    assert before > 0  # a rate was learned and paces the sends
+    _answer_for(throttle, 2.0)
+    time.sleep(1.0 / 0.9 * before)
+    after = _spacing(throttle)
+    assert before / after >= 1.4, (before, after)  # ~25% a second
+    monkeypatch.setattr(_throttle, "_RATE_MEMORY", 0.3)
+    time.sleep(0.35)
+    throttle.on_success(0.01)
+    assert throttle.send_delay(0.0) == 0.0  # forgotten after a quiet spell
+
+
+def test_a_stated_quota_rate_grows_slowly_and_holds_the_whole_backoff() -> None:
+    from azml_client._transport import _throttle
+
+    throttle = _throttle.Throttle(64)
+    _learn_a_quota(throttle, {"x-ratelimit-remaining-requests": "0"}, backoff=0.3)
+    assert throttle.send_delay(0.0) > 0.25  # the endpoint said the window is empty: everyone waits it out
+    time.sleep(0.3)
+    before = _spacing(throttle)
+    _answer_for(throttle, 2.0)
+    time.sleep(1.0 / 0.9 * before)
+    after = _spacing(throttle)
+    assert 1.0 <= before / after <= 1.2, (before, after)  # ~5% a second: no overshoot between two cuts
+
+
+def test_an_inferred_quota_holds_the_client_one_window_at_most() -> None:
+    from azml_client._transport import _throttle
+
+    throttle = _throttle.Throttle(64)
+    _learn_a_quota(throttle, {}, backoff=8.0)  # a request refused many times in a row backs off 8 s
+    assert throttle.send_delay(0.0) <= 1.0 + 0.5  # the others wait one window (plus the learned pace), not 8 s
