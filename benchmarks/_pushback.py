@@ -15,12 +15,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks._emulator import EmulatorProcess, load_average, log, running_emulator
 from benchmarks._machine import describe_machine
 from benchmarks._pushback_client import CLIENTS
 
@@ -142,17 +142,6 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _load() -> float:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return float("nan")
-
-
 def _server_flags(server: dict[str, Any]) -> list[str]:
     flags = []
     for name, value in server.items():
@@ -160,41 +149,8 @@ def _server_flags(server: dict[str, Any]) -> list[str]:
     return flags
 
 
-class _Server:
-    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
-        self.process, self.url = process, url
-
-    def stats(self) -> dict[str, Any]:
-        assert self.process.stdin
-        assert self.process.stdout
-        self.process.stdin.write("stats\n")
-        self.process.stdin.flush()
-        result: dict[str, Any] = json.loads(self.process.stdout.readline())
-        return result
-
-
-@contextmanager
-def _running_server(server: dict[str, Any]) -> Iterator[_Server]:
-    command = [sys.executable, "-m", "benchmarks._pushback_server", *_server_flags(server)]
-    process = subprocess.Popen(
-        command, cwd=_ROOT, env=_ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    try:
-        assert process.stdout
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the emulator did not start ({' '.join(command)})")
-        yield _Server(process, json.loads(line)["url"])
-    finally:
-        if process.stdin:
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
+def _running_server(server: dict[str, Any]) -> AbstractContextManager[EmulatorProcess]:
+    return running_emulator([sys.executable, "-m", "benchmarks._pushback_server", *_server_flags(server)], _ENV)
 
 
 def _client_command(client: str, url: str, prompts: int, *extra: str) -> list[str]:
@@ -234,13 +190,15 @@ def _with_server_counts(row: dict[str, Any], counts: dict[str, Any]) -> dict[str
 
 
 def _run_one(scenario: Scenario, client: str, prompts: int) -> dict[str, Any]:
-    load = _load()
+    load = load_average()
     with _running_server(scenario.server) as server:
         row = _finish(_spawn(_client_command(client, server.url, prompts)), f"{scenario.key} {client}")
         counts = server.stats()
     row = _with_server_counts(row, counts)
     ideal = scenario.ideal(prompts)
-    row.update(label=CLIENTS[client], ideal_s=ideal, x_ideal=row["elapsed_s"] / ideal, load_start=load, load=_load())
+    row.update(
+        label=CLIENTS[client], ideal_s=ideal, x_ideal=row["elapsed_s"] / ideal, load_start=load, load=load_average()
+    )
     return row
 
 
@@ -249,7 +207,7 @@ def _answers_between(times: list[float], start: float, end: float) -> int:
 
 
 def _run_peers(scenario: Scenario, prompts: int) -> dict[str, Any]:
-    load = _load()
+    load = load_average()
     with _running_server(scenario.server) as server:
         start_at = time.time() + 2.0  # both import and build their clients first, then start together
         processes = [
@@ -291,7 +249,7 @@ def _run_peers(scenario: Scenario, prompts: int) -> dict[str, Any]:
         "min_share_pct": min(peer["share_while_both_pct"] for peer in peers),
         "peers": peers,
         "load_start": load,
-        "load": _load(),
+        "load": load_average(),
     }
     return _with_server_counts(row, counts)
 
@@ -324,7 +282,7 @@ def _scale(count: int, scale: float) -> int:
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
     """Run every client of ``scenario`` (or its peers) and return its rows, targets checked."""
-    _log(f"{scenario.key}: {scenario.title}")
+    log(f"{scenario.key}: {scenario.title}")
     rows = []
     if scenario.peers:
         rows.append(_run_peers(scenario, _scale(scenario.prompts, args.scale)))
@@ -338,7 +296,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
         applies = row["client"].split(" ")[0] in scenario.target_clients and bool(scenario.targets)
         row["target"] = _target_text(scenario.targets) if applies else None
         row["holds"] = _holds(row, scenario.targets) if applies else None
-        _log(
+        log(
             f"  {row['client']:<16} {row['elapsed_s']:6.2f} s = {row['x_ideal']:.2f}x ideal, lost {row['lost']}, "
             f"{row['requests_sent']} sent, 429 {row['throttled']} ({row['throttled_pct']:.1f}%), "
             f"408 {row['timeouts']}, peak {row['peak_in_flight']} (load {row['load_start']:.2f}->{row['load']:.2f})"
@@ -537,14 +495,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown scenario(s) {', '.join(unknown)} (scenarios: {', '.join(sorted(known))})")
     started = time.perf_counter()
-    load_start = _load()
+    load_start = load_average()
     scenarios = [run_scenario(s, args) for s in SCENARIOS if not chosen or s.key in chosen]
     results = {
         "machine": describe_machine(),
         "settings": {"scale": args.scale, "peers": args.peers},
         "scenarios": scenarios,
         "duration_s": time.perf_counter() - started,
-        "load_average": {"start": load_start, "end": _load()},
+        "load_average": {"start": load_start, "end": load_average()},
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     previous = args.out / "pushback.json"
@@ -557,6 +515,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart and _chart(results, args.out / "pushback.png"):
         written.append("pushback.png")
     for name in written:
-        _log(f"wrote {args.out / name}")
+        log(f"wrote {args.out / name}")
     print((args.out / "pushback.md").read_text())
     return 0

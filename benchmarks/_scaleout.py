@@ -20,12 +20,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._emulator import EmulatorProcess, load_average, log, running_emulator
 from benchmarks._machine import describe_machine
 from benchmarks._scaleout_glue import ATTEMPTS, CONCURRENCY
 from benchmarks._scaleout_run import CASES, best_of
@@ -124,52 +124,8 @@ _DEFAULTS_SHARE = 0.1
 _SWEEP_SHARE = 0.1
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _load() -> float:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return float("nan")
-
-
-class _Server:
-    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
-        self.process, self.url = process, url
-
-    def stats(self) -> dict[str, Any]:
-        assert self.process.stdin
-        assert self.process.stdout
-        self.process.stdin.write("stats\n")
-        self.process.stdin.flush()
-        result: dict[str, Any] = json.loads(self.process.stdout.readline())
-        return result
-
-
-@contextmanager
-def _running_server(server: dict[str, Any]) -> Iterator[_Server]:
-    command = [sys.executable, "-m", "benchmarks._scaleout_server", json.dumps(server)]
-    process = subprocess.Popen(
-        command, cwd=_ROOT, env=_ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    try:
-        assert process.stdout
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the emulator did not start ({' '.join(command)})")
-        yield _Server(process, json.loads(line)["url"])
-    finally:
-        if process.stdin:
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
+def _running_server(server: dict[str, Any]) -> AbstractContextManager[EmulatorProcess]:
+    return running_emulator([sys.executable, "-m", "benchmarks._scaleout_server", json.dumps(server)], _ENV)
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
@@ -206,7 +162,7 @@ def _run_plan(plan: dict[str, Any], url: str) -> tuple[list[dict[str, Any]], str
     if process.returncode not in (0, None) and problem is None:
         problem = f"the run ended with status {process.returncode}: {err.strip()[-1500:]}"
     if problem:
-        _log(f"  {problem}")
+        log(f"  {problem}")
     return results, problem
 
 
@@ -375,13 +331,13 @@ def _plans(endpoint: Endpoint, args: argparse.Namespace) -> list[dict[str, Any]]
 
 def run_endpoint(endpoint: Endpoint, args: argparse.Namespace) -> dict[str, Any]:
     """Run every case against ``endpoint`` (a fresh emulator per child run) and return its rows."""
-    _log(f"{endpoint.key}: {endpoint.title}")
+    log(f"{endpoint.key}: {endpoint.title}")
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     for plan in _plans(endpoint, args):
         remaining = list(plan["cases"])
         while remaining:
-            load = _load()
+            load = load_average()
             with _running_server(endpoint.server) as server:
                 results, problem = _run_plan({**plan, "cases": remaining}, server.url)
                 counts = server.stats()
@@ -418,7 +374,7 @@ def run_endpoint(endpoint: Endpoint, args: argparse.Namespace) -> dict[str, Any]
 
 
 def _log_row(row: dict[str, Any]) -> None:
-    _log(
+    log(
         f"  {row['label']:<40} {row['status']:<9} {row['elapsed_s']:6.1f} s = {row['x_ideal']:.2f}x ideal "
         f"(scoring {row['x_ideal_scoring'] or 0:.2f}x), {row['rows_per_s']:6.0f} rows/s, lost {row['lost']}, "
         f"429 {row['throttled']} ({row['throttled_pct']:.1f}%), peak {row['peak_in_flight_sampled']}, "
@@ -828,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown endpoint(s) {', '.join(unknown)} (endpoints: {', '.join(sorted(known))})")
     started = time.perf_counter()
-    load_start = _load()
+    load_start = load_average()
     endpoints = [run_endpoint(e, args) for e in ENDPOINTS if not chosen or e.key in chosen]
     results: dict[str, Any] = {
         "machine": describe_machine(),
@@ -842,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "endpoints": endpoints,
         "duration_s": time.perf_counter() - started,
-        "load_average": {"start": load_start, "end": _load()},
+        "load_average": {"start": load_start, "end": load_average()},
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     previous = args.out / "scaleout.json"
@@ -856,6 +812,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart and _chart(results, args.out / "scaleout.png"):
         written.append("scaleout.png")
     for name in written:
-        _log(f"wrote {args.out / name}")
+        log(f"wrote {args.out / name}")
     print(summary(results))
     return 0
