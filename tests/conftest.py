@@ -1,14 +1,23 @@
 """Suite-wide guards: asyncio's own complaints (a task destroyed while pending, an unretrieved task exception,
 an unclosed transport logged by the loop) fail the test that caused them, as warnings already do; and the
-proxy variables of the developer's environment never reach a test (a client honours them, loopback included)."""
+proxy variables of the developer's environment never reach a test (a client honours them, loopback included); and
+Ctrl-C reaches the child processes the tests interrupt, however the suite was started."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
+
+# A shell without job control starts a background job (``make test &``, a CI step run under nohup) with SIGINT
+# ignored, and an ignored signal stays ignored in every child: Python then installs no KeyboardInterrupt handler,
+# and the tests that send SIGINT to a child (the sync twins, ``azml mock-server``) wait for one that never comes.
+# A caught signal is reset to its default in a child, so catching it here gives every child its default back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _ASYNCIO_COMPLAINTS = ("Task was destroyed", "exception was never retrieved", "Unclosed", "unclosed")
 
