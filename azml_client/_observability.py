@@ -408,18 +408,9 @@ def call_scope(
     content: Callable[[], Any] | None = None,
 ) -> CallScope:
     """Start one model call's span (made current by the caller with :meth:`CallScope.enter`)."""
-    address, port = _server(client)
+    attrs, model, address = _base_attributes(client, kwargs)
     _register(otel, client, address)
-    model = _model_name(client, kwargs)
-    attrs: dict[str, Any] = {
-        "gen_ai.operation.name": operation,
-        "gen_ai.provider.name": PROVIDER,
-        "gen_ai.system": PROVIDER,
-        "server.address": address,
-        "server.port": port,
-    }
-    if model:
-        attrs["gen_ai.request.model"] = model
+    attrs["gen_ai.operation.name"] = operation
     batch = _BATCH.get()
     if batch is not None and not batch.take_span():
         return CallScope(otel, None, attrs, batch)
@@ -472,7 +463,8 @@ async def traced(
     return result
 
 
-def _batch_span(otel: _Otel, client: EndpointClient, kwargs: Mapping[str, Any]) -> BatchScope:
+def _base_attributes(client: EndpointClient, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, str]:
+    """What every span of a client carries (provider, server, the requested model), the model and the address."""
     address, port = _server(client)
     model = _model_name(client, kwargs)
     attrs: dict[str, Any] = {
@@ -483,6 +475,11 @@ def _batch_span(otel: _Otel, client: EndpointClient, kwargs: Mapping[str, Any]) 
     }
     if model:
         attrs["gen_ai.request.model"] = model
+    return attrs, model, address
+
+
+def _batch_span(otel: _Otel, client: EndpointClient, kwargs: Mapping[str, Any]) -> BatchScope:
+    attrs, model, _ = _base_attributes(client, kwargs)
     name = f"batch {model}" if model else "batch"
     span = otel.tracer.start_span(name, kind=otel.trace.SpanKind.INTERNAL, attributes=attrs)
     return BatchScope(span, batch_call_spans())

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EmulatorProcess", "load_average", "log", "running_emulator"]
+__all__ = ["EmulatorProcess", "endpoint_counts", "load_average", "log", "running_emulator"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +31,18 @@ def load_average() -> float:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return float("nan")
+
+
+def endpoint_counts(endpoint: Any) -> dict[str, Any]:
+    """What an emulator process reports of its ``MockEndpoint``: requests, refusals and the peaks."""
+    return {
+        "requests": endpoint.request_count,
+        "throttled": endpoint.throttled_count,
+        "quota_throttled": endpoint.quota_throttled_count,
+        "timeouts": endpoint.timeout_count,
+        "max_in_flight": endpoint.max_in_flight,
+        "max_processing": endpoint.max_processing,
+    }
 
 
 class EmulatorProcess:

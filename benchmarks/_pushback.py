@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks._emulator import EmulatorProcess, load_average, log, running_emulator
 from benchmarks._machine import describe_machine
+from benchmarks._plot import pyplot
 from benchmarks._pushback_client import CLIENTS
 
 __all__ = ["SCENARIOS", "Scenario", "main"]
@@ -409,12 +410,8 @@ def summary(results: dict[str, Any]) -> str:
 
 
 def _chart(results: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     panels = []
     for scenario in results["scenarios"]:

@@ -14,18 +14,15 @@ import json
 import sys
 from typing import Any
 
+from benchmarks._emulator import endpoint_counts
+
 __all__ = ["main"]
 
 
 def _stats(endpoint: Any) -> dict[str, Any]:
     latencies = [record.latency for record in endpoint.requests if record.latency]
     return {
-        "requests": endpoint.request_count,
-        "throttled": endpoint.throttled_count,
-        "quota_throttled": endpoint.quota_throttled_count,
-        "timeouts": endpoint.timeout_count,
-        "max_in_flight": endpoint.max_in_flight,
-        "max_processing": endpoint.max_processing,
+        **endpoint_counts(endpoint),
         "max_queued": endpoint.max_queued,
         "mean_latency_s": sum(latencies) / len(latencies) if latencies else None,
     }

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks._plot import pyplot
+
 __all__ = ["evaluate_targets", "markdown", "write_results"]
 
 
@@ -155,12 +157,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _chart(results: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     rows = sorted(results["clients"], key=lambda row: row["req_per_s"])
     labels = [row["label"] for row in rows]

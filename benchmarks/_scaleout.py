@@ -27,6 +27,7 @@ from typing import Any
 
 from benchmarks._emulator import EmulatorProcess, load_average, log, running_emulator
 from benchmarks._machine import describe_machine
+from benchmarks._plot import pyplot
 from benchmarks._scaleout_glue import ATTEMPTS, CONCURRENCY
 from benchmarks._scaleout_run import CASES, best_of
 
@@ -652,12 +653,8 @@ def summary(results: dict[str, Any]) -> str:
 
 
 def _chart(results: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     keys = ["azml-spark", "azml-ray", "ray-llm-defaults", "ray-llm-best", "glue-spark"]
     names = ["azml Spark", "azml Ray", "ray.data.llm\ndefaults", "ray.data.llm\nbest", "mapInPandas\n+ aiohttp"]

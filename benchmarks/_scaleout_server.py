@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+from benchmarks._emulator import endpoint_counts
+
 __all__ = ["API_KEY", "SAMPLE_EVERY", "main"]
 
 #: The key every case sends; the emulator refuses any other (401), so a case that lost its key shows up.
@@ -26,12 +28,7 @@ SAMPLE_EVERY = 0.1
 
 def _stats(endpoint: Any, samples: list[list[float]]) -> dict[str, Any]:
     return {
-        "requests": endpoint.request_count,
-        "throttled": endpoint.throttled_count,
-        "quota_throttled": endpoint.quota_throttled_count,
-        "timeouts": endpoint.timeout_count,
-        "max_in_flight": endpoint.max_in_flight,
-        "max_processing": endpoint.max_processing,
+        **endpoint_counts(endpoint),
         # [wall-clock time (s), in flight, processing, requests so far, 429s so far]
         "samples": [*samples, _sample_now(endpoint)],
     }
