@@ -22,6 +22,7 @@ import pytest
 
 from azml_client.cli import main
 from azml_client.testing import Fault, MockEndpoint, echo_text
+from tests.servers import cut_short, serving
 
 AZML = (sys.executable, "-m", "azml_client.cli")
 KEY = "canary-" + secrets.token_hex(12)
@@ -753,30 +754,9 @@ def test_proxy_flags_map_to_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_chat_stream_cut_short_prints_one_line_not_a_traceback() -> None:
     """A 200 ``application/json`` answer promising more bytes than it sends, then closing: one error line, exit 1."""
-    from aiohttp import web
-
-    async def cut_short(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        response.content_length = 1000
-        await response.prepare(request)
-        await response.write(b'{"id": "x", "choices": [{"inde')
-        assert request.transport is not None
-        request.transport.close()
-        return response
-
-    app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", cut_short)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(cut_short) as url:
         env = azml_env(url, AZUREML_ENDPOINT_API_TYPE="serverless")
         run = await azml("chat", "hi", "--stream", "--max-retries", "0", "--no-proxy", env=env)
-    finally:
-        await runner.cleanup()
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr

@@ -6,37 +6,16 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 import azml_client as az
-
-
-async def _cut_short(request: web.Request) -> web.StreamResponse:
-    """Answer 200 ``application/json`` promising 1000 bytes, write 30, then close the connection."""
-    await request.read()
-    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-    response.content_length = 1000
-    await response.prepare(request)
-    await response.write(b'{"id": "x", "choices": [{"inde')
-    assert request.transport is not None
-    request.transport.close()
-    return response
+from tests.servers import cut_short, serving
 
 
 @pytest.fixture
 async def hostile() -> AsyncIterator[str]:
-    """A small hostile server on 127.0.0.1; yields its base URL."""
-    app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", _cut_short)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    """A small hostile server on 127.0.0.1 (every answer cut short); yields its base URL."""
+    async with serving(cut_short) as url:
+        yield url
 
 
 async def test_chat_astream_raises_api_connection_error(hostile: str) -> None:

@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind
 import azml_client as az
 from azml_client.testing import MockEndpoint
 from tests.otel.conftest import KEY, Otel
+from tests.servers import serving
 
 
 def _run(code: str) -> str:
@@ -110,28 +111,19 @@ async def test_application_insights_receives_a_genai_dependency(
         received.extend(items)
         return web.json_response({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []})
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", track)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(track) as ingestion:
         async with az.ChatModel(ep.url, KEY, api_type="serverless") as chat:
             await chat.ainvoke("hello", model="m1")
         (span,) = otel.finished()
         exporter = AzureMonitorTraceExporter(
             connection_string=(
-                f"InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:{port}/"
+                f"InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint={ingestion}/"
             ),
             disable_offline_storage=True,
             tracer_provider=otel.tracer_provider,  # the resource comes from it (the global one is unset here)
         )
         result = await asyncio.to_thread(exporter.export, [span])
         await asyncio.to_thread(exporter.shutdown)
-    finally:
-        await runner.cleanup()
     assert result.name == "SUCCESS"
     assert paths
     assert all(path.endswith("/v2.1/track") for path in paths), paths

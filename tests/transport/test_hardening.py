@@ -14,6 +14,7 @@ from aiohttp import web
 
 import azml_client as az
 from azml_client.testing import Fault, MockEndpoint
+from tests.servers import serving
 
 KEY = "hardening-key"
 CAP = 1024 * 1024  # 1 MiB
@@ -37,17 +38,8 @@ async def bomb_server() -> AsyncIterator[str]:
         kind = "text/event-stream" if request.path.endswith("/sse") else "application/json"
         return web.Response(body=BOMB, headers={"Content-Type": kind, "Content-Encoding": "gzip"})
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(handle) as url:
+        yield url
 
 
 def _rss() -> int:
@@ -260,18 +252,8 @@ async def test_a_424_names_the_model_containers_own_status_and_reason() -> None:
             {"message": "An unexpected error occurred in scoring script."}, status=424, headers=headers
         )
 
-    app = web.Application()
-    app.router.add_post("/score", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/score"
-        async with az.LLM(url, "k") as llm:
-            with pytest.raises(az.ModelError) as caught:
-                await llm.ainvoke("x")
-    finally:
-        await runner.cleanup()
+    async with serving(handle, "/score") as base, az.LLM(f"{base}/score", "k") as llm:
+        with pytest.raises(az.ModelError) as caught:
+            await llm.ainvoke("x")
     assert "the model container answered 500: model_error" in str(caught.value)
     assert caught.value.headers["ms-azureml-model-error-reason"] == "model_error"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from aiohttp import web
 
 import azml_client as az
+from tests.servers import serving
 
 ANSWER = orjson.dumps([{"0": "ok"}])
 
@@ -75,21 +77,12 @@ class Endpoint:
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[Endpoint], Any]]:
-    runners: list[web.AppRunner] = []
+    async with contextlib.AsyncExitStack() as servers:
 
-    async def start(endpoint: Endpoint) -> str:
-        app = web.Application()
-        app.router.add_post("/score", endpoint.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{runner.addresses[0][1]}/score"
+        async def start(endpoint: Endpoint) -> str:
+            return f"{await servers.enter_async_context(serving(endpoint.handle, '/score'))}/score"
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+        yield start
 
 
 def _events() -> tuple[list[az.Attempt], Callable[[az.Attempt], None]]:
