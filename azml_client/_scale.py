@@ -16,6 +16,10 @@ pyarrow is imported here, never by ``import azml_client``.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +33,7 @@ import attrs
 
 from azml_client._exceptions import ConfigurationError, SystematicFailureError
 from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY, FailFast, run_as_completed
-from azml_client._models._sync import runner_for
+from azml_client._models._sync import runner_for, wait
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -37,9 +41,11 @@ if TYPE_CHECKING:
     from azml_client._models._base import ModelBase
 
 __all__ = [
+    "PIPELINE_DEPTH",
     "RESULT_FIELDS",
     "ScoreConfig",
     "SystematicFailureError",
+    "ascore_batch",
     "make_config",
     "result_arrow_fields",
     "score_batch",
@@ -232,87 +238,172 @@ def _rows_refused(error: SystematicFailureError) -> SystematicFailureError:
     )
 
 
+class _Rows:
+    """One record batch being scored: its calls, and the result columns they fill in."""
+
+    __slots__ = (
+        "attempts",
+        "batch",
+        "completion_tokens",
+        "errors",
+        "finish",
+        "jobs",
+        "outputs",
+        "prompt_tokens",
+        "request_ids",
+    )
+
+    def __init__(self, config: ScoreConfig, batch: pa.RecordBatch) -> None:
+        n = batch.num_rows
+        self.batch = batch
+        values = batch.column(config.input_col).to_pylist()
+        params = batch.column(config.params_col).to_pylist() if config.params_col else [None] * n
+        self.outputs: list[str | None] = [None] * n
+        self.finish: list[str | None] = [None] * n
+        self.prompt_tokens: list[int | None] = [None] * n
+        self.completion_tokens: list[int | None] = [None] * n
+        self.errors: list[str | None] = [None] * n
+        self.attempts: list[int | None] = [None] * n
+        self.request_ids: list[str | None] = [None] * n
+        self.jobs: list[tuple[int, Any, dict[str, Any]]] = []
+        for i, (value, raw) in enumerate(zip(values, params, strict=True)):
+            if value is None:
+                self.errors[i], self.attempts[i] = f"ValueError: {config.input_col} is null", 0
+                continue
+            try:
+                self.jobs.append((i, value if config.kind == "completion" else _messages(value), _row_params(raw)))
+            except (ValueError, TypeError) as exc:
+                self.errors[i], self.attempts[i] = f"{type(exc).__name__}: {exc}", 0
+
+    def record(self, row: int, kind: str, result: Any) -> None:
+        """Fill in row ``row`` from its call's result or exception."""
+        if isinstance(result, BaseException):
+            self.errors[row] = error_string(result)
+            self.attempts[row] = getattr(result, "attempts", None) or 1
+            return
+        self.outputs[row] = result.text if kind == "completion" else result.content
+        self.finish[row] = result.finish_reason
+        usage = result.usage
+        if usage is not None:
+            self.prompt_tokens[row], self.completion_tokens[row] = usage.prompt_tokens, usage.completion_tokens
+        info = result.call
+        if info is not None:
+            self.attempts[row], self.request_ids[row] = info.attempts, info.request_id
+
+    def output(self) -> pa.RecordBatch:
+        """The input's columns plus the result columns."""
+        import pyarrow as pa
+
+        arrays = [
+            pa.array(self.outputs, pa.string()),
+            pa.array(self.finish, pa.string()),
+            pa.array(self.prompt_tokens, pa.int64()),
+            pa.array(self.completion_tokens, pa.int64()),
+            pa.array(self.errors, pa.string()),
+            pa.array(self.attempts, pa.int64()),
+            pa.array(self.request_ids, pa.string()),
+        ]
+        schema = pa.schema([*self.batch.schema, *result_arrow_fields()])
+        return pa.RecordBatch.from_arrays([*self.batch.columns, *arrays], schema=schema)
+
+
+_gates: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = {}
+
+
+def _gate(config: ScoreConfig) -> asyncio.Semaphore:
+    """The worker's cap on calls in flight for ``config``, shared by every batch it scores at once (on its loop)."""
+    loop = asyncio.get_running_loop()
+    held = _gates.get(config.cache_key)
+    if held is None or held[0] is not loop:
+        held = _gates[config.cache_key] = (loop, asyncio.Semaphore(config.batch_concurrency))
+    return held[1]
+
+
+async def _score(config: ScoreConfig, model: ModelBase[Any, Any], rows: _Rows, guard: FailFast) -> None:
+    """Run one batch's calls on the model's loop (at most ``batch_concurrency`` of the worker's calls at once)."""
+    gate = _gate(config)
+    jobs = rows.jobs
+
+    async def call(job: tuple[int, Any, dict[str, Any]]) -> Any:
+        _, item, kwargs = job
+        async with gate:
+            if config.kind == "completion":
+                return await model.acomplete(item, **kwargs)  # type: ignore[attr-defined]
+            return await model.ainvoke(item, **kwargs)  # type: ignore[attr-defined]
+
+    stream = run_as_completed(call, jobs, max_concurrency=config.batch_concurrency, fail_fast=guard)
+    try:
+        async for index, result in stream:
+            if guard.tripped:  # stop now, not after the calls still running
+                break
+            rows.record(jobs[index][0], config.kind, result)
+    except SystematicFailureError:  # tripped on the batch's last calls: the stream raises guard.error
+        pass
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    if guard.error is not None:
+        raise _rows_refused(guard.error) from guard.error.error
+
+
 def score_batch(config: ScoreConfig, batch: pa.RecordBatch, guard: FailFast | None = None) -> pa.RecordBatch:
     """Score one record batch: its columns plus the result columns, one output row per input row, in order.
 
     ``guard`` is the partition's (or actor's) systematic-failure rule, kept across its batches; once it trips,
     :class:`~azml_client.SystematicFailureError` is raised and the calls still running are cancelled.
     """
-    import pyarrow as pa
+    rows = _Rows(config, batch)
+    if rows.jobs:
+        model = model_for(config)
+        checked = guard if guard is not None else FailFast()
+        runner_for(model.client).run(lambda: _score(config, model, rows, checked))
+    return rows.output()
 
-    model = model_for(config)
-    guard = guard if guard is not None else FailFast()
-    n = batch.num_rows
-    values = batch.column(config.input_col).to_pylist()
-    params = batch.column(config.params_col).to_pylist() if config.params_col else [None] * n
-    outputs: list[str | None] = [None] * n
-    finish: list[str | None] = [None] * n
-    prompt_tokens: list[int | None] = [None] * n
-    completion_tokens: list[int | None] = [None] * n
-    errors: list[str | None] = [None] * n
-    attempts: list[int | None] = [None] * n
-    request_ids: list[str | None] = [None] * n
-    jobs: list[tuple[int, Any, dict[str, Any]]] = []
-    for i, (value, raw) in enumerate(zip(values, params, strict=True)):
-        if value is None:
-            errors[i], attempts[i] = f"ValueError: {config.input_col} is null", 0
-            continue
-        try:
-            jobs.append((i, value if config.kind == "completion" else _messages(value), _row_params(raw)))
-        except (ValueError, TypeError) as exc:
-            errors[i], attempts[i] = f"{type(exc).__name__}: {exc}", 0
 
-    async def call(job: tuple[int, Any, dict[str, Any]]) -> Any:
-        _, item, kwargs = job
-        if config.kind == "completion":
-            return await model.acomplete(item, **kwargs)  # type: ignore[attr-defined]
-        return await model.ainvoke(item, **kwargs)  # type: ignore[attr-defined]
+async def ascore_batch(config: ScoreConfig, batch: pa.RecordBatch, guard: FailFast) -> pa.RecordBatch:
+    """:func:`score_batch` awaited from any event loop (Ray's): the calls run on the model's own loop.
 
-    async def run() -> None:
-        stream = run_as_completed(call, jobs, max_concurrency=config.batch_concurrency, fail_fast=guard)
-        try:
-            async for index, result in stream:
-                if guard.tripped:  # stop now, not after the calls still running
-                    break
-                row = jobs[index][0]
-                if isinstance(result, BaseException):
-                    errors[row] = error_string(result)
-                    attempts[row] = getattr(result, "attempts", None) or 1
-                    continue
-                if config.kind == "completion":
-                    outputs[row], finish[row] = result.text, result.finish_reason
-                else:
-                    outputs[row], finish[row] = result.content, result.finish_reason
-                usage = result.usage
-                if usage is not None:
-                    prompt_tokens[row], completion_tokens[row] = usage.prompt_tokens, usage.completion_tokens
-                info = result.call
-                if info is not None:
-                    attempts[row], request_ids[row] = info.attempts, info.request_id
-        except SystematicFailureError:  # tripped on the batch's last calls: the stream raises guard.error
-            pass
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-        if guard.error is not None:
-            raise _rows_refused(guard.error) from guard.error.error
+    Several batches awaited at once share the worker's client, its limiter and its ``batch_concurrency`` cap, so
+    the next batch's rows fill the slots the last one's slowest rows leave. Cancelling the await cancels the calls.
+    """
+    rows = _Rows(config, batch)
+    if rows.jobs:
+        model = model_for(config)
+        await asyncio.wrap_future(runner_for(model.client).submit(lambda: _score(config, model, rows, guard)))
+    return rows.output()
 
-    if jobs:
-        runner_for(model.client).run(run)
-    arrays = [
-        pa.array(outputs, pa.string()),
-        pa.array(finish, pa.string()),
-        pa.array(prompt_tokens, pa.int64()),
-        pa.array(completion_tokens, pa.int64()),
-        pa.array(errors, pa.string()),
-        pa.array(attempts, pa.int64()),
-        pa.array(request_ids, pa.string()),
-    ]
-    schema = pa.schema([*batch.schema, *result_arrow_fields()])
-    return pa.RecordBatch.from_arrays([*batch.columns, *arrays], schema=schema)
+
+#: Record batches of a partition scored at once: the next one starts while the last one's slowest rows finish.
+PIPELINE_DEPTH = 2
 
 
 def score_batches(config: ScoreConfig, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Score a partition's record batches in order (one systematic-failure rule for the partition)."""
+    """Score a partition's record batches, yielded in order (one systematic-failure rule for the partition).
+
+    Up to :data:`PIPELINE_DEPTH` batches are in flight at once, sharing the worker's ``batch_concurrency`` cap;
+    closing the generator early (a cancelled task) cancels their calls.
+    """
     guard = FailFast()
-    for batch in batches:
-        yield score_batch(config, batch, guard)
+    window: collections.deque[tuple[_Rows, concurrent.futures.Future[None] | None]] = collections.deque()
+    try:
+        for batch in batches:
+            rows = _Rows(config, batch)
+            future = None
+            if rows.jobs:
+                model = model_for(config)
+                future = runner_for(model.client).submit(functools.partial(_score, config, model, rows, guard))
+            window.append((rows, future))
+            while len(window) >= PIPELINE_DEPTH or (window and window[0][1] is None):
+                yield _finished(window.popleft())
+        while window:
+            yield _finished(window.popleft())
+    finally:
+        for _, future in window:
+            if future is not None:
+                future.cancel()
+
+
+def _finished(entry: tuple[_Rows, concurrent.futures.Future[None] | None]) -> pa.RecordBatch:
+    rows, future = entry
+    if future is not None:
+        wait(future)
+    return rows.output()

@@ -2,14 +2,18 @@
 
 :func:`complete` and :func:`chat` return a lazy ``ray.data.Dataset`` with every input column plus ``output``,
 ``finish_reason``, ``prompt_tokens``, ``completion_tokens``, ``error`` (null when the row succeeded, else
-``"ErrorType: message"``), ``attempts`` and ``request_id``, built with ``map_batches`` over a pool of actors (a
-callable class, ``batch_format="pyarrow"``): one client per actor, reused across its batches, each running the
-client's adaptive limiter. Actors ask ``num_cpus=0.25`` by default: they wait on the network, and an actor asking a
-whole CPU starves the read stage of a small cluster. An actor that dies (its process killed, its node lost) is
-restarted and its batch sent again, as often as it takes (``max_restarts=-1``, ``max_task_retries=-1``: Ray
-Data's own defaults, made explicit); a batch that raises is never retried. The key travels inside the pickled
-class, never in the runtime environment, the task names or the dataset's repr. :func:`pending` keeps the rows a
-previous run has not answered.
+``"ErrorType: message"``), ``attempts`` and ``request_id``, built with ``map_batches`` over a pool of actors (an
+async callable class, ``batch_format="pyarrow"``): one client per actor, reused across its batches, each running
+the client's adaptive limiter. An actor scores several batches at once (:data:`CALLS_PER_ACTOR` tasks, each up to
+4 batches), under one cap of ``max_batch_concurrency`` calls, so the next batch fills the slots the last one's
+slowest rows leave. Actors ask ``num_cpus=0.25`` by default: they wait on the network, and an actor asking a
+whole CPU starves the read stage of a small cluster.
+
+An actor that dies (its process killed, its node lost) is restarted and the batches it had in flight are sent
+again, as often as it takes (Ray Data's defaults for an actor pool: ``max_restarts=-1``,
+``max_task_retries=-1``); a batch that raises is never retried. The key travels inside the pickled class, never
+in the runtime environment, the task names or the dataset's repr. :func:`pending` keeps the rows a previous run
+has not answered.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from azml_client._exceptions import SystematicFailureError
 from azml_client._models._batch import FailFast
-from azml_client._scale import ScoreConfig, check_input_columns, make_config, score_batch
+from azml_client._scale import ScoreConfig, ascore_batch, check_input_columns, make_config
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,6 +35,9 @@ __all__ = ["SystematicFailureError", "chat", "complete", "pending"]
 DEFAULT_BATCH_SIZE = 256
 #: Actors in the pool by default: a (min, max) autoscaling range.
 DEFAULT_CONCURRENCY = (1, 2)
+#: Tasks an actor runs at once (each up to 4 batches, Ray Data's default for an async callable class): the next
+#: task's batches start while the last one's slowest rows finish.
+CALLS_PER_ACTOR = 2
 #: CPUs each actor asks: a fraction, as it mostly waits on the endpoint.
 DEFAULT_NUM_CPUS = 0.25
 
@@ -39,16 +46,20 @@ def _scorer_class(config: ScoreConfig) -> type:
     """The callable class ``map_batches`` pickles to the actors: the config (and key) lives in its closure only."""
 
     class AzmlScorer:
-        """One actor: its model (from the process cache) and its systematic-failure rule."""
+        """One actor: its model (from the process cache) and its systematic-failure rule.
+
+        ``__call__`` is a coroutine, so Ray Data scores several of the actor's batches at once (on its own loop;
+        the calls run on the model's): the next batch fills the slots the last one's slowest rows leave.
+        """
 
         def __init__(self) -> None:
             self._guard = FailFast()
 
-        def __call__(self, batch: pa.Table) -> pa.Table:
+        async def __call__(self, batch: pa.Table) -> pa.Table:
             import pyarrow as pa
 
             parts = batch.to_batches() or [pa.RecordBatch.from_pylist([], schema=batch.schema)]
-            return pa.Table.from_batches([score_batch(config, part, self._guard) for part in parts])
+            return pa.Table.from_batches([await ascore_batch(config, part, self._guard) for part in parts])
 
     return AzmlScorer
 
@@ -68,11 +79,9 @@ def _map(
         _scorer_class(config),
         batch_format="pyarrow",
         batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
+        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high, max_concurrent_calls_per_actor=CALLS_PER_ACTOR),
         num_cpus=num_cpus,
         zero_copy_batch=True,
-        max_restarts=-1,  # a dead actor is restarted and its batch sent again, without limit
-        max_task_retries=-1,  # (a batch that raises is not retried: only a process or node that dies)
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from azml_client._exceptions import APIConnectionError
 from azml_client._transport import EndpointClient
 
-__all__ = ["LoopThread", "existing_runner", "runner_for"]
+__all__ = ["LoopThread", "existing_runner", "runner_for", "wait"]
 
 T = TypeVar("T")
 
@@ -72,7 +72,15 @@ class LoopThread:
             raise RuntimeError("a sync method was called from inside its own event-loop thread; await the async one")
         # The coroutine runs in a copy of the caller's context (contextvars, and so its OpenTelemetry span).
         future = contextvars.copy_context().run(asyncio.run_coroutine_threadsafe, make(), loop)
-        return _wait(future)
+        return wait(future)
+
+    def submit(self, make: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
+        """Start the coroutine ``make()`` on the thread's loop without waiting: its future.
+
+        Cancelling the future cancels the coroutine; ``asyncio.wrap_future`` awaits it from another loop.
+        """
+        loop = self._ensure()
+        return contextvars.copy_context().run(asyncio.run_coroutine_threadsafe, make(), loop)
 
     def iterate(self, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
         """Drive the async iterator ``make()`` on the thread's loop, yielding its items here.
@@ -91,14 +99,14 @@ class LoopThread:
         try:
             while True:
                 step_in_context = contextvars.copy_context().run(asyncio.run_coroutine_threadsafe, step(), loop)
-                more, item = _wait(step_in_context)
+                more, item = wait(step_in_context)
                 if not more:
                     return
                 yield item  # type: ignore[misc]
         finally:
             closer = getattr(iterator, "aclose", None)
             if closer is not None and not loop.is_closed():
-                _wait(asyncio.run_coroutine_threadsafe(_call(closer), loop))
+                wait(asyncio.run_coroutine_threadsafe(_call(closer), loop))
 
     def stop(self, final: Callable[[], Awaitable[None]] | None = None) -> None:
         """Run ``final()`` on the loop (when given), then stop the thread and close its loop."""
@@ -133,7 +141,8 @@ async def _call(fn: Callable[[], Awaitable[Any]]) -> Any:
     return await fn()
 
 
-def _wait(future: concurrent.futures.Future[T]) -> T:
+def wait(future: concurrent.futures.Future[T]) -> T:
+    """The result of a runner future, waited for here; an interrupted wait cancels the coroutine first."""
     try:
         return future.result()
     except concurrent.futures.CancelledError:
