@@ -265,6 +265,8 @@ def _label(row: dict[str, Any]) -> str:
         return f"ray.data.llm sweep {key.rsplit('-', 1)[1]}"
     if key == "azml-ray-convergence":
         return f"azml Ray, {row['workers']} actors (convergence)"
+    if key == "azml-process":
+        return "azml, one process (no engine, one client)"
     if key == "azml-spark":
         return f"azml Spark, local[{row['workers']}]"
     if key == "azml-ray":
@@ -301,6 +303,8 @@ def _plans(endpoint: Endpoint, args: argparse.Namespace) -> list[dict[str, Any]]
             **extra,
         }
 
+    if "azml-process" in wanted:
+        plans.append({"engine": "process", "workers": 1, "cases": [spec("azml-process", "azml-process", 1)]})
     for case in ("azml-spark", "glue-spark"):
         if case in wanted:
             plans.append(
@@ -640,13 +644,15 @@ def summary(results: dict[str, Any]) -> str:
         return text if row["status"] == "finished" else f"**{row['status']}**: {text}"
 
     lines = [
-        "| endpoint | azml Spark | azml Ray | ray.data.llm, defaults | ray.data.llm, best | mapInPandas + aiohttp |",
-        "|---|---|---|---|---|---|",
+        "| endpoint | azml, one process | azml Spark | azml Ray | ray.data.llm, defaults | ray.data.llm, best "
+        "| mapInPandas + aiohttp |",
+        "|---|---|---|---|---|---|---|",
     ]
     for endpoint in results["endpoints"]:
         rows = {row["key"]: row for row in endpoint["rows"]}
         cells = [
-            cell(rows.get(key)) for key in ("azml-spark", "azml-ray", "ray-llm-defaults", "ray-llm-best", "glue-spark")
+            cell(rows.get(key))
+            for key in ("azml-process", "azml-spark", "azml-ray", "ray-llm-defaults", "ray-llm-best", "glue-spark")
         ]
         lines.append(f"| {endpoint['key']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ __all__ = ["CASES", "best_of", "main"]
 
 #: Case name -> what it runs, for the tables.
 CASES: dict[str, str] = {
+    "azml-process": "azml `LLM.batch_as_completed` in one plain process (one client: the reference)",
     "azml-spark": "azml `azml_client.spark.complete`",
     "azml-ray": "azml `azml_client.ray.complete`",
     "ray-llm": "`ray.data.llm` `HttpRequestProcessorConfig`",
@@ -268,7 +269,25 @@ def _ray_llm(spec: dict[str, Any], counts: _Counts, engine: dict[str, Any]) -> N
     _ray_count(out, counts)
 
 
+# --- one plain process -------------------------------------------------------------------------------------------
+
+
+def _azml_process(spec: dict[str, Any], counts: _Counts, engine: dict[str, Any]) -> None:
+    """Every row through one client in this process: what one limiter that sees all the traffic achieves."""
+    import azml_client as az
+
+    prompts = [_prompt(index) for index in range(spec["rows"])]
+    with az.LLM(spec["url"], API_KEY, api_type="serverless", model_kwargs={"max_tokens": _MAX_TOKENS}) as llm:
+        engine["started"] = time.perf_counter()
+        for _, result in llm.batch_as_completed(prompts):
+            if isinstance(result, BaseException):
+                counts.add(0, 1, f"{type(result).__name__}: {result}")
+            else:
+                counts.add(1, 0, None)
+
+
 _RUNNERS: dict[str, tuple[str, Callable[[dict[str, Any], _Counts, dict[str, Any]], None]]] = {
+    "azml-process": ("process", _azml_process),
     "azml-spark": ("spark", _azml_spark),
     "glue-spark": ("spark", _glue_spark),
     "azml-ray": ("ray", _azml_ray),
@@ -350,7 +369,7 @@ def run(plan: dict[str, Any]) -> None:
     engine: dict[str, Any] = {}
     if kind == "spark":
         engine["spark"] = _spark_session(plan["workers"])
-    else:
+    elif kind == "ray":
         _ray_start()
     startup = time.perf_counter() - begun
     done: list[dict[str, Any]] = []
@@ -370,6 +389,8 @@ def run(plan: dict[str, Any]) -> None:
 
 
 def _shutdown(kind: str, engine: dict[str, Any]) -> None:
+    if kind == "process":
+        return
     try:
         if kind == "spark":
             engine["spark"].stop()

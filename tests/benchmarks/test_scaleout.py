@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -40,17 +41,33 @@ def test_scaleout_harness_runs_end_to_end(tmp_path: Path) -> None:
     assert not (tmp_path / "scaleout.png").exists()
 
 
+def test_the_one_process_reference_runs_without_an_engine(tmp_path: Path) -> None:
+    status = main(["--scaleout", "--rows", "200", "--endpoints", "two-wide", "--cases", "azml-process",
+                   "--no-chart", "--out", str(tmp_path)])  # fmt: skip
+    assert status == 0
+    results = json.loads((tmp_path / "scaleout.json").read_text())
+    [endpoint] = results["endpoints"]
+    [row] = endpoint["rows"]
+    assert (row["key"], row["engine"], row["status"]) == ("azml-process", "process", "finished")
+    assert row["ok"] == 100  # two-wide scores half the rows
+    assert row["requests_sent"] >= 100
+    assert row["ideal_s"] == pytest.approx(100 * 0.01 / 2)
+    table = (tmp_path / "scaleout.md").read_text()
+    assert "| azml, one process (no engine, one client) | defaults | 100 | finished |" in table
+    assert re.match(r"\| two-wide \| \d+\.\d\dx, \d+ rows/s, 0 lost", summary(results).splitlines()[2])  # its cell
+
+
 def test_plans_cover_the_issue() -> None:
     assert [endpoint.key for endpoint in ENDPOINTS] == ["capacity-16", "two-wide", "quota"]
     two_wide = ENDPOINTS[1]
     assert two_wide.workers > two_wide.server["capacity"]  # more workers than slots
     for endpoint in ENDPOINTS:
         assert 30 <= endpoint.ideal(endpoint.rows_for("azml-spark", 20000)) <= 65
-    args = argparse.Namespace(rows=20000, cases=["azml-spark", "glue-spark", "azml-ray", "ray-llm"], sweep=True,
-                              convergence=True, timeout_factor=2.0, timeout_extra=45.0)  # fmt: skip
+    args = argparse.Namespace(rows=20000, cases=["azml-process", "azml-spark", "glue-spark", "azml-ray", "ray-llm"],
+                              sweep=True, convergence=True, timeout_factor=2.0, timeout_extra=45.0)  # fmt: skip
     plans = _plans(ENDPOINTS[0], args)
-    assert [plan["engine"] for plan in plans] == ["spark", "spark", "ray"]
-    keys = [spec["key"] for spec in plans[2]["cases"]]
+    assert [plan["engine"] for plan in plans] == ["process", "spark", "spark", "ray"]
+    keys = [spec["key"] for spec in plans[3]["cases"]]
     assert keys[:2] == ["azml-ray", "ray-llm-defaults"]
     assert len([key for key in keys if key.startswith("ray-llm-sweep")]) == len(SWEEP)
     assert keys[-2:] == ["ray-llm-best", "azml-ray-convergence"]
