@@ -20,7 +20,9 @@ Netflix's concurrency-limits keeps its limiters). The rule:
   is queueing: the limit stops growing (a
   queueing managed endpoint slows down before it refuses);
 - **below one**: a push-back at a limit of 1 keeps one request in flight and paces the sends, each
-  ``latency / limit`` apart; healthy answers bring the limit back above 1.
+  ``latency / limit`` apart, and each further one halves the limit (down to 1/64); each healthy answer doubles
+  it back, up to 1. Halving and doubling alike: a client squeezed out of a narrow endpoint by its neighbours
+  sinks to a slow pace, and takes the endpoint back within a few answers once they have left.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ class AdaptiveLimit:
         before = self.in_flight_cap
         queueing = self._latency is not None and self._baseline is not None and self._latency > 2.0 * self._baseline
         if self._limit < 1.0:
-            self._limit = min(1.0, self._limit * 1.25)
+            self._limit = min(1.0, self._limit * 2.0)
         elif queueing:
             self._slow_start = False
         elif self._slow_start:

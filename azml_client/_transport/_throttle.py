@@ -47,6 +47,9 @@ _INFERRED_QUOTA_GROWTH = 0.25
 _RATE_MEMORY = 10.0
 #: The longest client-wide hold after a quota 429 that only inference, not the endpoint, called a quota.
 _INFERRED_QUOTA_HOLD = 1.0
+#: Refusals in a row, with nothing in flight, that make a quota of 429s without a header. Fewer mistake an
+#: endpoint shared with other clients (whose answers free its slots at any moment) for a quota.
+_INFERRED_QUOTA_STREAK = 4
 
 
 @contextlib.contextmanager
@@ -296,13 +299,14 @@ class Throttle:
         accepted = max(0, self.sent_in_flight - sent_after)
         # "Every request in flight refused": refusals in a row with nothing left in flight that the endpoint took.
         stated = _remaining_says_empty(headers)
-        quota = stated or (streak >= 2 and self.slots.in_flight == 0)
+        quota = stated or (streak >= _INFERRED_QUOTA_STREAK and self.slots.in_flight == 0)
         if quota:
             wait = retry_after if retry_after is not None else backoff
-            # A quota only inferred, with no Retry-After, holds the other sends one quota window at most (the
-            # refused request waits its whole backoff): uncoordinated clients sharing an endpoint look like that,
-            # and their backoffs, doubling with each refusal of the same request, would idle the client for seconds.
-            hold = wait if stated or retry_after is not None else min(wait, _INFERRED_QUOTA_HOLD)
+            # A quota only inferred, with no Retry-After, holds the other sends ten round trips, a second at most
+            # (the refused request waits its whole backoff): uncoordinated clients sharing an endpoint look like
+            # that, and their backoffs, doubling with each refusal of the same request, would idle the client for
+            # seconds. A real quota is then paced by the rate learned here.
+            hold = wait if stated or retry_after is not None else min(wait, self._inferred_hold())
             with self._lock:
                 self._hold_until = max(self._hold_until, now + hold)
                 if self._rate is None:
@@ -320,6 +324,11 @@ class Throttle:
         self.on_pushback(accepted=accepted, retry_after=retry_after)
         wait = retry_after if retry_after is not None else backoff * (0.5 + random.random())
         return "capacity", wait
+
+    def _inferred_hold(self) -> float:
+        """How long an inferred quota holds the other sends: ten round trips, one second at most."""
+        latency = self.adaptive.latency if self.adaptive is not None else None
+        return _INFERRED_QUOTA_HOLD if latency is None else min(_INFERRED_QUOTA_HOLD, 10.0 * latency)
 
     def _answer_rate(self, now: float, wait: float, accepted: int, span: float = 2.0) -> float | None:
         """The rate the quota allows, judged from the healthy answers of the last ``span`` seconds.

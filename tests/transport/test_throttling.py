@@ -278,11 +278,11 @@ async def test_a_batch_deadline_bounds_the_whole_batch(serve: Any) -> None:
 
 
 def _learn_a_quota(throttle: Any, headers: dict[str, str], backoff: float = 0.01) -> None:
-    """Answers, then two refusals with nothing else in flight: the throttle learns a send rate."""
+    """Answers, then 4 refusals in a row with nothing else in flight: the throttle learns a send rate."""
     for _ in range(20):
         throttle.on_success(0.01)
-    throttle.on_throttled(headers, None, backoff)
-    throttle.on_throttled(headers, None, backoff)
+    for _ in range(4):
+        throttle.on_throttled(headers, None, backoff)
 
 
 def _spacing(throttle: Any) -> float:
@@ -340,3 +340,47 @@ def test_an_inferred_quota_holds_the_client_one_window_at_most() -> None:
     throttle = _throttle.Throttle(64)
     _learn_a_quota(throttle, {}, backoff=8.0)  # a request refused many times in a row backs off 8 s
     assert throttle.send_delay(0.0) <= 1.0 + 0.5  # the others wait one window (plus the learned pace), not 8 s
+
+
+def test_an_inferred_quota_holds_the_client_ten_round_trips_of_a_fast_endpoint() -> None:
+    from azml_client._transport import _throttle
+
+    throttle = _throttle.Throttle(64)
+    _learn_a_quota(throttle, {}, backoff=8.0)  # its answers took 10 ms: a neighbour's answer frees a slot that soon
+    assert 0.05 <= throttle.send_delay(0.0) <= 0.1 + 0.05  # ten round trips (plus the learned pace), not a second
+
+
+def test_refusals_with_nothing_in_flight_are_a_quota_only_after_a_run_of_them() -> None:
+    """A client squeezed by its neighbours sees a refusal or two with nothing in flight: that is not a quota."""
+    from azml_client._transport import _throttle
+
+    throttle = _throttle.Throttle(64)
+    for _ in range(20):
+        throttle.on_success(0.01)
+    kinds = [throttle.on_throttled({}, None, 0.5)[0] for _ in range(4)]
+    assert kinds == ["capacity", "capacity", "capacity", "quota"]
+    throttle.on_success(0.01)  # an answer ends the run
+    assert throttle.on_throttled({}, None, 0.5)[0] == "capacity"
+    assert throttle.on_throttled({"x-ratelimit-remaining-requests": "0"}, None, 0.5)[0] == "quota"  # stated: at once
+
+
+def test_a_client_paced_to_the_floor_takes_the_endpoint_back_within_a_few_answers() -> None:
+    """Squeezed out by its neighbours, a client sinks to 1/64; once they leave, six answers bring it back to 1.
+
+    Before, each answer added a quarter: 19 answers, sent at the slow pace, left a 2-wide endpoint idle for seconds
+    after its neighbours had finished.
+    """
+    from azml_client._transport._adaptive import AdaptiveLimit
+
+    limit = AdaptiveLimit(64)
+    now = 0.0
+    while limit.limit > 1 / 64:  # refusals with nothing of its own in flight, one round trip apart
+        now += 1.0
+        limit.on_pushback(now, accepted=0)
+    assert limit.pace() == pytest.approx(0.05 * 64)  # (no latency measured yet: 50 ms assumed)
+    answers = 0
+    while limit.limit < 1.0:
+        limit.on_success(0.01)
+        answers += 1
+    assert answers == 6
+    assert limit.pace() == 0.0
