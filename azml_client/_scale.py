@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from azml_client._exceptions import ConfigurationError, SystematicFailureError
+from azml_client._exceptions import APIConnectionError, ConfigurationError, SystematicFailureError
 from azml_client._models._batch import DEFAULT_BATCH_CONCURRENCY, FailFast, run_as_completed
 from azml_client._models._sync import runner_for, wait
 
@@ -167,10 +167,13 @@ _models_lock = threading.Lock()
 
 
 def model_for(config: ScoreConfig) -> ModelBase[Any, Any]:
-    """This process's model for ``config``: built once, reused by every later batch and partition."""
+    """This process's model for ``config``: built once, reused by every later batch and partition.
+
+    A model whose client was closed is built again.
+    """
     with _models_lock:
         model = _models.get(config.cache_key)
-        if model is None:
+        if model is None or model.client.closed:
             model = _models[config.cache_key] = config.build_model()
         return model
 
@@ -307,15 +310,20 @@ class _Rows:
         return pa.RecordBatch.from_arrays([*self.batch.columns, *arrays], schema=schema)
 
 
-_gates: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = {}
+_gates: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = {}
 
 
 def _gate(config: ScoreConfig) -> asyncio.Semaphore:
-    """The worker's cap on calls in flight for ``config``, shared by every batch it scores at once (on its loop)."""
+    """The worker's cap on calls in flight for ``config``, shared by every batch it scores at once (on its loop).
+
+    Keyed by the model and the cap: a later job on a reused worker with another ``max_batch_concurrency`` gets
+    its own.
+    """
     loop = asyncio.get_running_loop()
-    held = _gates.get(config.cache_key)
+    key = (config.cache_key, config.batch_concurrency)
+    held = _gates.get(key)
     if held is None or held[0] is not loop:
-        held = _gates[config.cache_key] = (loop, asyncio.Semaphore(config.batch_concurrency))
+        held = _gates[key] = (loop, asyncio.Semaphore(config.batch_concurrency))
     return held[1]
 
 
@@ -327,6 +335,8 @@ async def _score(config: ScoreConfig, model: ModelBase[Any, Any], rows: _Rows, g
     async def call(job: tuple[int, Any, dict[str, Any]]) -> Any:
         _, item, kwargs = job
         async with gate:
+            if guard.error is not None:  # tripped by another batch while this call waited for a slot: not sent
+                raise guard.error
             if config.kind == "completion":
                 return await model.acomplete(item, **kwargs)  # type: ignore[attr-defined]
             return await model.ainvoke(item, **kwargs)  # type: ignore[attr-defined]
@@ -363,12 +373,22 @@ async def ascore_batch(config: ScoreConfig, batch: pa.RecordBatch, guard: FailFa
     """:func:`score_batch` awaited from any event loop (Ray's): the calls run on the model's own loop.
 
     Several batches awaited at once share the worker's client, its limiter and its ``batch_concurrency`` cap, so
-    the next batch's rows fill the slots the last one's slowest rows leave. Cancelling the await cancels the calls.
+    the worker never idles on one batch's slowest rows. Cancelling the await cancels the calls; a model closed under
+    the batch raises :class:`~azml_client.APIConnectionError`.
     """
     rows = _Rows(config, batch)
     if rows.jobs:
         model = model_for(config)
-        await asyncio.wrap_future(runner_for(model.client).submit(lambda: _score(config, model, rows, guard)))
+        future = runner_for(model.client).submit(lambda: _score(config, model, rows, guard))
+        running = asyncio.wrap_future(future)
+        try:
+            await asyncio.wait({running})
+        except asyncio.CancelledError:  # this await was cancelled: so are the batch's calls
+            future.cancel()
+            raise
+        if running.cancelled():  # the model's loop stopped under the batch (its client was closed)
+            raise APIConnectionError("the model or its client was closed while this batch was in flight")
+        running.result()
     return rows.output()
 
 

@@ -5,12 +5,12 @@
 ``"ErrorType: message"``), ``attempts`` and ``request_id``, built with ``map_batches`` over a pool of actors (an
 async callable class, ``batch_format="pyarrow"``): one client per actor, reused across its batches, each running
 the client's adaptive limiter. An actor scores several batches at once (:data:`CALLS_PER_ACTOR` tasks, each up to
-4 batches), under one cap of ``max_batch_concurrency`` calls, so the next batch fills the slots the last one's
-slowest rows leave. Actors ask ``num_cpus=0.25`` by default: they wait on the network, and an actor asking a
+4 batches), sharing one cap of ``max_batch_concurrency`` calls, so an actor never idles on a batch's slowest
+rows. Actors ask ``num_cpus=0.25`` by default: they wait on the network, and an actor asking a
 whole CPU starves the read stage of a small cluster.
 
-An actor that dies (its process killed, its node lost) is restarted and the batches it had in flight are sent
-again, as often as it takes (Ray Data's defaults for an actor pool: ``max_restarts=-1``,
+An actor that dies (its process killed, its node lost) is restarted and the tasks it had in flight (their input
+blocks) are sent again, as often as it takes (Ray Data's defaults for an actor pool: ``max_restarts=-1``,
 ``max_task_retries=-1``); a batch that raises is never retried. The key travels inside the pickled class, never
 in the runtime environment, the task names or the dataset's repr. :func:`pending` keeps the rows a previous run
 has not answered.
@@ -49,7 +49,7 @@ def _scorer_class(config: ScoreConfig) -> type:
         """One actor: its model (from the process cache) and its systematic-failure rule.
 
         ``__call__`` is a coroutine, so Ray Data scores several of the actor's batches at once (on its own loop;
-        the calls run on the model's): the next batch fills the slots the last one's slowest rows leave.
+        the calls run on the model's), sharing the actor's slots: it never idles on one batch's slowest rows.
         """
 
         def __init__(self) -> None:

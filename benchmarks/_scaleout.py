@@ -29,7 +29,7 @@ from benchmarks._emulator import EmulatorProcess, load_average, log, running_emu
 from benchmarks._machine import describe_machine
 from benchmarks._plot import pyplot
 from benchmarks._scaleout_glue import ATTEMPTS, CONCURRENCY
-from benchmarks._scaleout_run import CASES, best_of
+from benchmarks._scaleout_run import CASES, best_of, engine_of
 
 __all__ = ["ENDPOINTS", "SWEEP", "Endpoint", "main", "markdown", "summary"]
 
@@ -382,8 +382,8 @@ def _log_row(row: dict[str, Any]) -> None:
     log(
         f"  {row['label']:<40} {row['status']:<9} {row['elapsed_s']:6.1f} s = {row['x_ideal']:.2f}x ideal "
         f"(scoring {row['x_ideal_scoring'] or 0:.2f}x), {row['rows_per_s']:6.0f} rows/s, lost {row['lost']}, "
-        f"429 {row['throttled']} ({row['throttled_pct']:.1f}%), peak {row['peak_in_flight_sampled']}, "
-        f"RSS/worker {row['peak_worker_rss_mb']} MB"
+        f"429 {row['throttled']} ({row['throttled_pct']:.1f}%), peak {row['peak_in_flight_sampled']}"
+        + (f", RSS/worker {row['peak_worker_rss_mb']} MB" if row["peak_worker_rss_mb"] is not None else "")
     )
 
 
@@ -396,7 +396,7 @@ def _not_run(spec: dict[str, Any], why: str) -> dict[str, Any]:
     now = time.time()
     return {
         **{key: spec[key] for key in ("key", "case", "rows", "workers", "partitions")},
-        "engine": "spark" if spec["case"].endswith("spark") else "ray",
+        "engine": engine_of(spec["case"]),
         "settings": spec.get("settings") or {},
         "start_wall": now,
         "end_wall": now,

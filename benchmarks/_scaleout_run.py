@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks._scaleout_server import API_KEY
 
-__all__ = ["CASES", "best_of", "main"]
+__all__ = ["CASES", "best_of", "engine_of", "main"]
 
 #: Case name -> what it runs, for the tables.
 CASES: dict[str, str] = {
@@ -293,6 +293,11 @@ _RUNNERS: dict[str, tuple[str, Callable[[dict[str, Any], _Counts, dict[str, Any]
     "azml-ray": ("ray", _azml_ray),
     "ray-llm": ("ray", _ray_llm),
 }
+
+
+def engine_of(case: str) -> str:
+    """The engine case ``case`` runs on: ``"spark"``, ``"ray"`` or ``"process"`` (none)."""
+    return _RUNNERS[case][0]
 
 
 def _abort_text(exc: BaseException) -> str:

@@ -3,10 +3,11 @@
 One :class:`Throttle` per client, shared by every loop and thread. Before each attempt a request takes an
 in-flight slot (:class:`InFlightLimit`, sized by the :class:`AdaptiveLimit`), then waits out, still holding it:
 
-- a client-wide **hold** after a quota 429 (``x-ratelimit-remaining-*`` at 0, or every request in flight
-  refused): no request is sent until the window reopens, and from then on sends are spaced at 90% of the rate
-  the endpoint was answering at (a rate that creeps up 0.1% with each answer and loses 10% at a further quota
-  429, at most once a second), so the reopened window is not flooded;
+- a client-wide **hold** after a quota 429 (``x-ratelimit-remaining-*`` at 0, or 4 refusals in a row with
+  nothing left in flight): no request is sent until the window reopens (a quota only inferred holds ten round
+  trips, doubling with each further refusal, one second at most), and from then on sends are spaced at 90% of
+  the rate the endpoint was answering at (a rate that grows with time, loses 10% at a further quota 429, at most
+  once a second, and is forgotten after 10 s without one), so the reopened window is not flooded;
 - the **pace** when the adaptive limit is below one request in flight;
 - the **token buckets** of a stated :class:`RateLimit` (requests and tokens per minute).
 
@@ -306,7 +307,7 @@ class Throttle:
             # (the refused request waits its whole backoff): uncoordinated clients sharing an endpoint look like
             # that, and their backoffs, doubling with each refusal of the same request, would idle the client for
             # seconds. A real quota is then paced by the rate learned here.
-            hold = wait if stated or retry_after is not None else min(wait, self._inferred_hold())
+            hold = wait if stated or retry_after is not None else min(wait, self._inferred_hold(streak))
             with self._lock:
                 self._hold_until = max(self._hold_until, now + hold)
                 if self._rate is None:
@@ -325,10 +326,17 @@ class Throttle:
         wait = retry_after if retry_after is not None else backoff * (0.5 + random.random())
         return "capacity", wait
 
-    def _inferred_hold(self) -> float:
-        """How long an inferred quota holds the other sends: ten round trips, one second at most."""
+    def _inferred_hold(self, streak: int) -> float:
+        """How long an inferred quota holds the other sends: one second at most.
+
+        Ten round trips, doubled by each further refusal in the run: a window that stays shut is a quota, not a
+        neighbour's request.
+        """
         latency = self.adaptive.latency if self.adaptive is not None else None
-        return _INFERRED_QUOTA_HOLD if latency is None else min(_INFERRED_QUOTA_HOLD, 10.0 * latency)
+        if latency is None:
+            return _INFERRED_QUOTA_HOLD
+        doubling = 2.0 ** min(max(streak - _INFERRED_QUOTA_STREAK, 0), 16)
+        return min(_INFERRED_QUOTA_HOLD, 10.0 * latency * doubling)
 
     def _answer_rate(self, now: float, wait: float, accepted: int, span: float = 2.0) -> float | None:
         """The rate the quota allows, judged from the healthy answers of the last ``span`` seconds.

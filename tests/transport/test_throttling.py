@@ -30,6 +30,7 @@ class Endpoint:
         per_window: int = 0,
         status_when_full: int = 429,
         retry_after_ms: float | None = None,
+        quota_headers: bool = True,
     ) -> None:
         self.capacity = capacity
         self.latency = latency
@@ -37,6 +38,7 @@ class Endpoint:
         self.per_window = per_window
         self.status_when_full = status_when_full
         self.retry_after_ms = retry_after_ms
+        self.quota_headers = quota_headers
         self.in_flight = self.max_in_flight = 0
         self.answered = self.refused = 0
         self.sends: list[float] = []
@@ -53,11 +55,13 @@ class Endpoint:
                 self._window_start, self._window_count = now, 0
             self._window_count += 1
             remaining = self.per_window - self._window_count
-            headers["x-ratelimit-remaining-requests"] = str(max(remaining, 0))
+            if self.quota_headers:
+                headers["x-ratelimit-remaining-requests"] = str(max(remaining, 0))
             if remaining < 0:
                 self.refused += 1
-                wait_ms = (self._window_start + self.window - now) * 1000
-                headers["retry-after-ms"] = f"{wait_ms:.0f}"
+                if self.quota_headers:
+                    wait_ms = (self._window_start + self.window - now) * 1000
+                    headers["retry-after-ms"] = f"{wait_ms:.0f}"
                 return web.json_response({"error": {"code": "429", "message": "quota"}}, status=429, headers=headers)
         if self.capacity is not None and self.in_flight >= self.capacity:
             self.refused += 1
@@ -277,10 +281,10 @@ async def test_a_batch_deadline_bounds_the_whole_batch(serve: Any) -> None:
     assert elapsed < 1.5
 
 
-def _learn_a_quota(throttle: Any, headers: dict[str, str], backoff: float = 0.01) -> None:
+def _learn_a_quota(throttle: Any, headers: dict[str, str], backoff: float = 0.01, latency: float = 0.01) -> None:
     """Answers, then 4 refusals in a row with nothing else in flight: the throttle learns a send rate."""
     for _ in range(20):
-        throttle.on_success(0.01)
+        throttle.on_success(latency)
     for _ in range(4):
         throttle.on_throttled(headers, None, backoff)
 
@@ -338,8 +342,9 @@ def test_an_inferred_quota_holds_the_client_one_window_at_most() -> None:
     from azml_client._transport import _throttle
 
     throttle = _throttle.Throttle(64)
-    _learn_a_quota(throttle, {}, backoff=8.0)  # a request refused many times in a row backs off 8 s
-    assert throttle.send_delay(0.0) <= 1.0 + 0.5  # the others wait one window (plus the learned pace), not 8 s
+    # A request refused many times in a row backs off 8 s; answers took 200 ms, so ten round trips are 2 s.
+    _learn_a_quota(throttle, {}, backoff=8.0, latency=0.2)
+    assert 0.9 <= throttle.send_delay(0.0) <= 1.0 + 0.5  # the others wait one window (plus the pace), not 8 s
 
 
 def test_an_inferred_quota_holds_the_client_ten_round_trips_of_a_fast_endpoint() -> None:
@@ -384,3 +389,16 @@ def test_a_client_paced_to_the_floor_takes_the_endpoint_back_within_a_few_answer
         answers += 1
     assert answers == 6
     assert limit.pace() == 0.0
+
+
+async def test_one_client_on_a_quota_that_sends_no_headers_loses_nothing_and_refusals_stay_bounded(serve: Any) -> None:
+    """A quota answered with bare 429s (no Retry-After, no remaining count): the client must infer it.
+
+    Each refusal in a run doubles the hold, so a window that stays shut is not hammered ten times per second.
+    """
+    endpoint = Endpoint(window=0.25, per_window=10, latency=0.01, quota_headers=False)
+    url = await serve(endpoint)
+    async with az.LLM(url) as llm:
+        results = await llm.abatch([f"p{i}" for i in range(120)])
+    assert results == ["ok"] * 120  # nothing lost, no retries used up
+    assert endpoint.refused < 100  # 64 measured (before the hold doubled with the run of refusals: 60)
