@@ -21,9 +21,11 @@ import collections
 import concurrent.futures
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import pickle
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -175,7 +177,34 @@ def model_for(config: ScoreConfig) -> ModelBase[Any, Any]:
         model = _models.get(config.cache_key)
         if model is None or model.client.closed:
             model = _models[config.cache_key] = config.build_model()
+            _warm_arrow()
         return model
+
+
+_arrow_warmed = threading.Event()
+
+
+def _warm_arrow() -> None:
+    """Build pyarrow's first array from Python values in the background, once per process.
+
+    pyarrow imports pandas (about a second) the first time it converts Python values, which a worker's first
+    output batch would otherwise wait for with nothing in flight: done here, it overlaps the first batch's calls.
+    """
+    if _arrow_warmed.is_set():
+        return
+    _arrow_warmed.set()
+    if "pandas" in sys.modules or importlib.util.find_spec("pandas") is None:
+        return  # nothing to import: pyarrow converts at once
+
+    def warm() -> None:
+        try:
+            import pyarrow as pa
+
+            pa.array([0], pa.int64())
+        except Exception:  # only a head start: the first output batch does the same and reports what fails
+            return
+
+    threading.Thread(target=warm, name="azml-arrow-warm-up", daemon=True).start()
 
 
 def result_arrow_fields() -> list[pa.Field]:

@@ -461,14 +461,15 @@ def markdown(results: dict[str, Any]) -> str:
         ],
         "",
         "Each endpoint is an emulator (`MockEndpoint`) in a process of its own on 127.0.0.1; every case posts to its "
-        "serverless completions route (`/v1/completions`, `max_tokens` 16, with the key header), the one route all "
-        "of them speak. Time: the scoring job's wall time, from the action to its last row (the engine's start-up "
-        "not included; the actor or worker start-up included). Scoring: from the endpoint's first request of the "
-        "case to its last answer (sampled every 100 ms). Ideal: rows x latency / capacity, or rows / the quota's "
-        "rate. Lost: rows without a successful output (errored, or never produced because the job aborted or timed "
-        "out). 429s: counted by the endpoint, of the requests it got. Peak in flight: the most requests inside the "
-        "endpoint at once, sampled every 100 ms. RSS: the peak resident memory (`VmHWM`) of the largest worker "
-        "process (Spark Python worker, Ray actor), with the number of such processes seen.",
+        "serverless completions route (`/v1/completions`, `max_tokens` 16, with the key header), the one route all of "
+        "them speak. Time: the scoring job's wall time, from the action to its last row (the engine's start-up not "
+        "included: each Spark case has a session of its own, which first runs one job in the JVM alone, so that the "
+        "JVM's first-job cost of 3-5 s is the engine's; the Python worker or actor start-up included). Scoring: from "
+        "the endpoint's first request of the case to its last answer (sampled every 100 ms). Ideal: rows x latency / "
+        "capacity, or rows / the quota's rate. Lost: rows without a successful output (errored, or never produced "
+        "because the job aborted or timed out). 429s: counted by the endpoint, of the requests it got. Peak in flight:"
+        " the most requests inside the endpoint at once, sampled every 100 ms. RSS: the peak resident memory (`VmHWM`)"
+        " of the largest worker process (Spark Python worker, Ray actor), with the number of such processes seen.",
         "",
     ]
     for endpoint in results["endpoints"]:

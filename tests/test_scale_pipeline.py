@@ -169,3 +169,29 @@ def test_an_awaited_batch_whose_model_closes_under_it_fails_row_by_row_or_with_a
         assert not model.client.closed  # a closed model was built again
         with pytest.raises(az.APIConnectionError, match="closed while this batch was in flight"):
             asyncio.run(close_under(lambda: runner_for(model.client).stop()))
+
+
+def test_a_workers_first_model_warms_pyarrow_so_its_first_output_batch_does_not_wait_for_pandas() -> None:
+    """pyarrow imports pandas (about a second) on its first conversion of Python values.
+
+    A Spark worker's first output batch did that after its last row was answered: a second with nothing in
+    flight at the end of each worker's first partition. Building the worker's model starts it in the background.
+    """
+    import subprocess
+    import sys
+
+    pytest.importorskip("pandas")
+    script = """
+import sys, threading
+from azml_client import _scale
+config = _scale.make_config("completion", "prompt", "http://127.0.0.1:9/score", "k", None, None, None, None, {})
+before = "pandas" in sys.modules
+model = _scale.model_for(config)
+for thread in threading.enumerate():
+    if thread.name == "azml-arrow-warm-up":
+        thread.join(30)
+print(before, "pandas" in sys.modules)
+model.close()
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -11,7 +11,8 @@ in-flight slot (:class:`InFlightLimit`, sized by the :class:`AdaptiveLimit`), th
 - the **pace** when the adaptive limit is below one request in flight;
 - the **token buckets** of a stated :class:`RateLimit` (requests and tokens per minute).
 
-A capacity 429 (others still succeed) only shrinks the limit; that one request waits its own Retry-After.
+A capacity 429 (others still succeed) only shrinks the limit; that one request waits its own Retry-After, or
+without one two to four round trips while the endpoint holds others of the client's requests (``_capacity_wait``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ _INFERRED_QUOTA_HOLD = 1.0
 #: Refusals in a row, with nothing in flight, that make a quota of 429s without a header. Fewer mistake an
 #: endpoint shared with other clients (whose answers free its slots at any moment) for a quota.
 _INFERRED_QUOTA_STREAK = 4
+#: The longest wait, in round trips, of a request refused for capacity (no Retry-After) while the endpoint holds
+#: others of the client's requests and the adaptive limit keeps at least one in flight (jittered down to half).
+_CAPACITY_RETRY_ROUND_TRIPS = 4.0
 
 
 @contextlib.contextmanager
@@ -249,8 +253,18 @@ class Throttle:
         self._answers.append(now)
         if self._rate is not None:
             self._grow_rate(now)
-        if self.adaptive is not None and self.adaptive.on_success(latency):
-            self.slots.set_limit(self.adaptive.in_flight_cap)
+        if self.adaptive is not None:
+            if self.adaptive.limit < 1.0:
+                # Paced, and an answer came back healthy: the next send goes now, not a pace after the last one
+                # (sent on the answer, as TCP sends on an ACK), and the limit doubles. A client squeezed to a slow
+                # pace takes the endpoint back in a few round trips once its neighbours have left.
+                with self._lock:
+                    self._last_send = -math.inf
+            # Every slot taken (this answer's still is): a probe above the ceiling was tested. Not so while a learned
+            # quota rate or a stated RateLimit spaces the sends: their slots wait for the clock, not the endpoint.
+            saturated = self.slots.in_flight >= self.slots.limit and self._rate is None and not self._gated
+            if self.adaptive.on_success(latency, saturated):
+                self.slots.set_limit(self.adaptive.in_flight_cap)
 
     def _grow_rate(self, now: float) -> None:
         """Let the learned rate grow with time since the last quota refusal, and forget it after a quiet spell.
@@ -288,7 +302,7 @@ class Throttle:
 
         A quota 429 holds every send of the client until the window reopens (the server's Retry-After, else
         ``backoff``); a capacity 429 shrinks the limit, and this request alone waits its Retry-After (else
-        ``backoff``, jittered). ``seq`` is the refused request's :attr:`Slot.seq`.
+        :meth:`_capacity_wait`). ``seq`` is the refused request's :attr:`Slot.seq`.
         """
         now = time.monotonic()
         with self._lock:
@@ -323,8 +337,24 @@ class Throttle:
                         self._rate_growth = _STATED_QUOTA_GROWTH
             return "quota", wait
         self.on_pushback(accepted=accepted, retry_after=retry_after)
-        wait = retry_after if retry_after is not None else backoff * (0.5 + random.random())
+        wait = retry_after if retry_after is not None else self._capacity_wait(backoff, accepted)
         return "capacity", wait
+
+    def _capacity_wait(self, backoff: float, accepted: int) -> float:
+        """How long a request refused for capacity, with no Retry-After, waits before it queues for a slot again.
+
+        When the endpoint holds others of this client's requests (``accepted``) and the limit keeps at least one in
+        flight: two to four round trips, not the doubling backoff. The limit has already shrunk, so the re-send
+        waits its turn behind the others, whose answers free the room; a backoff grown to seconds only leaves the
+        refused row (and the batch or partition that waits for its last row) idle long after the endpoint has
+        room. Refused with nothing of its own in the endpoint (neighbours fill it, or a window is shut), paced
+        below one request, or before any answer: the backoff, jittered.
+        """
+        adaptive = self.adaptive
+        latency = adaptive.latency if adaptive is not None else None
+        if adaptive is None or latency is None or adaptive.limit < 1.0 or accepted <= 0:
+            return backoff * (0.5 + random.random())
+        return min(backoff, _CAPACITY_RETRY_ROUND_TRIPS * latency) * (0.5 + 0.5 * random.random())
 
     def _inferred_hold(self, streak: int) -> float:
         """How long an inferred quota holds the other sends: one second at most.

@@ -382,7 +382,7 @@ def test_a_client_paced_to_the_floor_takes_the_endpoint_back_within_a_few_answer
     while limit.limit > 1 / 64:  # refusals with nothing of its own in flight, one round trip apart
         now += 1.0
         limit.on_pushback(now, accepted=0)
-    assert limit.pace() == pytest.approx(0.05 * 64)  # (no latency measured yet: 50 ms assumed)
+    assert limit.pace() == pytest.approx(0.5)  # 64 x 50 ms (none measured yet), but half a second at most
     answers = 0
     while limit.limit < 1.0:
         limit.on_success(0.01)
@@ -402,3 +402,138 @@ async def test_one_client_on_a_quota_that_sends_no_headers_loses_nothing_and_ref
         results = await llm.abatch([f"p{i}" for i in range(120)])
     assert results == ["ok"] * 120  # nothing lost, no retries used up
     assert endpoint.refused < 100  # 64 measured (before the hold doubled with the run of refusals: 60)
+
+
+class _Breathing(Endpoint):
+    """A capacity endpoint whose width swings between 8 and 3 every 100 ms (neighbours come and go): each narrowing
+    refuses a burst of requests while the endpoint still holds others of the same client."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=8, latency=0.02)
+        self._started = time.monotonic()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.capacity = 8 if int((time.monotonic() - self._started) / 0.1) % 2 == 0 else 3
+        return await super().handle(request)
+
+
+async def test_a_row_refused_for_capacity_again_and_again_waits_round_trips_not_a_growing_backoff(serve: Any) -> None:
+    """Capacity 429s without Retry-After: each refused request waits a few round trips, however often refused.
+
+    Before, the wait doubled with each refusal of the same request (0.5 s, 1 s, 2 s, 4 s...): the last rows of a
+    batch or a Spark partition sat out seconds with nothing in flight while the endpoint had room.
+    """
+    endpoint = _Breathing()
+    url = await serve(endpoint)
+    events, hook = _events()
+    async with az.LLM(url, on_attempt=hook) as llm:
+        results = await llm.abatch([f"p{i}" for i in range(300)], max_concurrency=32)
+    assert results == ["ok"] * 300
+    first_answer = next(i for i, e in enumerate(events) if e.kind == "answered" and e.status == 200)
+    # Refused with others of ours in flight (a refused request's own slot is already given back).
+    settled = [e for e in events[first_answer:] if e.kind == "throttled" and (e.in_flight or 0) > 0]
+    assert len(settled) >= 10
+    latencies = sorted(e.elapsed for e in events if e.kind == "answered" and e.attempt == 1)
+    round_trip = latencies[len(latencies) // 2]  # ~20 ms; more on a loaded machine
+    # Two to four round trips, with a margin: about 0.16 s. The backoff it replaces waits 0.19-0.75 s after a
+    # first refusal and doubles with each further one.
+    assert max(e.delay or 0.0 for e in settled) <= 4 * 2 * round_trip
+
+
+def test_a_capacity_wait_falls_back_to_the_backoff_before_any_answer_and_when_paced() -> None:
+    from azml_client._transport import _throttle
+
+    throttle = _throttle.Throttle(64)
+    kind, wait = throttle.on_throttled({}, None, 2.0)
+    assert kind == "capacity"
+    assert 1.0 <= wait <= 3.0
+    for _ in range(20):
+        throttle.on_success(0.01)
+    held = [throttle.try_acquire() for _ in range(4)]
+    for slot in held:
+        assert slot is not None
+        throttle.mark_sent(slot)
+    refused = held.pop()
+    assert refused is not None
+    refused.release()  # a refused request gives its slot back before its 429 is handled
+    assert throttle.on_throttled({}, None, 2.0, refused.seq)[1] <= 0.04  # 3 of ours inside: 4 round trips at most
+    for slot in held:
+        assert slot is not None
+        slot.release()
+    assert throttle.on_throttled({}, None, 2.0)[1] >= 1.0  # refused with nothing of its own in flight: the backoff
+    limit = throttle.adaptive
+    assert limit is not None
+    now = time.monotonic()
+    while limit.limit >= 1.0:  # squeezed below one request: sends are paced, a refusal waits the backoff
+        now += 1.0
+        limit.on_pushback(now, accepted=0)
+    assert throttle.on_throttled({}, None, 2.0)[1] >= 1.0
+
+
+def _answers_to_reach(limit: Any, target: int, saturated: bool) -> int:
+    answers = 0
+    while limit.in_flight_cap < target and answers < 100_000:
+        limit.on_success(0.05, saturated)
+        answers += 1
+    return answers
+
+
+def test_a_probe_that_holds_speeds_up_the_next_so_a_client_left_alone_takes_the_room_back() -> None:
+    """A worker that learned a ceiling of 8 beside a neighbour, once the neighbour leaves, climbs to 16 fast.
+
+    Each level above the ceiling that holds with every slot in use doubles the pace of the next (up to one more
+    per round trip); before, every level took 16 round trips: 8 levels, 128 round trips (6 s at 50 ms).
+    """
+    from azml_client._transport._adaptive import AdaptiveLimit
+
+    limit = AdaptiveLimit(64, initial=16)
+    limit.on_pushback(1.0, accepted=8)  # the endpoint held 8 of ours when it refused: the ceiling is 8
+    assert limit.ceiling == 8.0
+    assert limit.in_flight_cap == 8
+    fast = _answers_to_reach(limit, 16, saturated=True)
+    # Round trips of answers at each level (about 8 to 16 answers a round trip): 16 + 8 + 4 + 2 + 1 x 4 = 34.
+    assert fast < 34 * 16
+
+    idle = AdaptiveLimit(64, initial=16)
+    idle.on_pushback(1.0, accepted=8)
+    slow = _answers_to_reach(idle, 16, saturated=False)  # fewer requests than slots: no probe was tested
+    assert slow > 3 * fast
+
+    # A refused probe starts over at the slow pace: a client at its endpoint's width stays refused rarely.
+    limit.on_pushback(2.0, accepted=16)
+    assert limit.ceiling == 16.0
+    again = _answers_to_reach(limit, 17, saturated=True)
+    assert again >= 15 * 16  # 16 round trips of 16 answers for the first level above the new ceiling
+
+
+def test_a_paced_client_sends_on_each_healthy_answer_so_it_recovers_in_round_trips_not_seconds() -> None:
+    """At the slowest pace a healthy answer lets the next send go at once, and no pace passes half a second.
+
+    Before, the doubling back to one request in flight waited each pace: 64 + 32 + ... + 2 round trips, 6.3 s on
+    a 50 ms endpoint, with the endpoint idle once the neighbours that squeezed the client had left.
+    """
+    from azml_client._transport import _throttle
+
+    throttle = _throttle.Throttle(64)
+    for _ in range(20):
+        throttle.on_success(0.05)
+    limit = throttle.adaptive
+    assert limit is not None
+    now = time.monotonic()
+    while limit.limit > 1 / 64:
+        now += 1.0
+        limit.on_pushback(now, accepted=0)
+    first = throttle.send_delay(0.0)
+    assert throttle.send_delay(0.0) - first == pytest.approx(0.5, rel=0.05)  # paced: 64 x 50 ms, capped at 0.5 s
+    throttle.on_success(0.05)  # a healthy answer: the endpoint had room
+    assert throttle.send_delay(0.0) == 0.0  # the next send goes now
+    assert throttle.send_delay(0.0) == pytest.approx(0.5, rel=0.05)  # and the one after at the (capped) pace
+
+    slow = _throttle.Throttle(64)
+    for _ in range(20):
+        slow.on_success(2.0)  # 2 s answers: eight round trips is the cap
+    assert slow.adaptive is not None
+    while slow.adaptive.limit > 1 / 64:
+        now += 10.0
+        slow.adaptive.on_pushback(now, accepted=0)
+    assert slow.adaptive.pace() == pytest.approx(16.0)
