@@ -537,3 +537,24 @@ def test_a_paced_client_sends_on_each_healthy_answer_so_it_recovers_in_round_tri
         now += 10.0
         slow.adaptive.on_pushback(now, accepted=0)
     assert slow.adaptive.pace() == pytest.approx(16.0)
+
+
+def test_the_limit_probes_above_its_ceiling_only_with_every_slot_taken_and_no_rate_clock() -> None:
+    """Throttle.on_success tells the limit whether the probe was tested: every slot taken, no rate spacing sends."""
+    from azml_client._transport import _throttle
+
+    def probe(throttle: Any, fill: int) -> float:
+        assert throttle.adaptive is not None
+        throttle.on_pushback(accepted=4)  # the ceiling: 4, and so the in-flight cap
+        held = [throttle.try_acquire() for _ in range(fill)]
+        for _ in range(2000):  # 2000 answers, each with `fill` slots taken
+            throttle.on_success(0.05)
+        for slot in held:
+            if slot is not None:
+                slot.release()
+        return throttle.adaptive.limit
+
+    assert probe(_throttle.Throttle(64), fill=4) > 5  # all 4 slots taken: it probes past the ceiling
+    assert probe(_throttle.Throttle(64), fill=2) <= 4  # half of them: nothing was tested, it stays
+    stated = _throttle.Throttle(64, az.RateLimit(requests_per_minute=600))
+    assert probe(stated, fill=4) <= 4  # slots taken, but the rate's clock, not the endpoint, holds them
